@@ -1,0 +1,98 @@
+# DsDependencies.cmake - locate ditserve's dependencies. Required: a C compiler, OpenBLAS, cJSON.
+# Optional (targets that need them are skipped with a message): libpng, libmicrohttpd, Criterion,
+# OpenMP, CUDA (+cuBLASLt), NCCL. Libraries unpacked from .deb files (tests/gpu/device_check.sh) are
+# found through CMAKE_PREFIX_PATH.
+find_package(PkgConfig QUIET)
+
+# --- OpenBLAS (CPU matrix products) -------------------------------------------------------------
+find_path(OPENBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas openblas-pthread x86_64-linux-gnu/openblas-pthread
+          x86_64-linux-gnu)
+find_library(OPENBLAS_LIBRARY NAMES openblas PATH_SUFFIXES openblas-pthread x86_64-linux-gnu/openblas-pthread)
+if(NOT OPENBLAS_INCLUDE_DIR OR NOT OPENBLAS_LIBRARY)
+  message(FATAL_ERROR "OpenBLAS not found: run tools/setup.sh (Debian: libopenblas-dev)")
+endif()
+add_library(ds_openblas INTERFACE)
+target_include_directories(ds_openblas INTERFACE ${OPENBLAS_INCLUDE_DIR})
+target_link_libraries(ds_openblas INTERFACE ${OPENBLAS_LIBRARY})
+
+# --- cJSON (safetensors headers, config.json) ---------------------------------------------------
+find_path(CJSON_INCLUDE_DIR cJSON.h PATH_SUFFIXES cjson)
+find_library(CJSON_LIBRARY NAMES cjson)
+if(NOT CJSON_INCLUDE_DIR OR NOT CJSON_LIBRARY)
+  message(FATAL_ERROR "cJSON not found: run tools/setup.sh (Debian: libcjson-dev)")
+endif()
+add_library(ds_cjson INTERFACE)
+target_include_directories(ds_cjson INTERFACE ${CJSON_INCLUDE_DIR})
+target_link_libraries(ds_cjson INTERFACE ${CJSON_LIBRARY})
+
+# --- OpenMP (CPU threading; without it the CPU ops run single-threaded) ------------------------
+find_package(OpenMP COMPONENTS C QUIET)
+if(NOT OpenMP_C_FOUND)
+  message(STATUS "OpenMP not found: CPU ops run single-threaded")
+endif()
+
+# --- optional libraries -------------------------------------------------------------------------
+find_path(PNG_INCLUDE_DIR_DS png.h)
+find_library(PNG_LIBRARY_DS NAMES png16 png)
+if(PNG_INCLUDE_DIR_DS AND PNG_LIBRARY_DS)
+  set(DS_HAVE_PNG ON)
+else()
+  set(DS_HAVE_PNG OFF)
+  message(STATUS "libpng not found: PNG output is skipped (Debian: libpng-dev)")
+endif()
+
+find_path(MHD_INCLUDE_DIR microhttpd.h)
+find_library(MHD_LIBRARY NAMES microhttpd)
+if(MHD_INCLUDE_DIR AND MHD_LIBRARY)
+  set(DS_HAVE_MHD ON)
+else()
+  set(DS_HAVE_MHD OFF)
+  message(STATUS "libmicrohttpd not found: the HTTP API is skipped (Debian: libmicrohttpd-dev)")
+endif()
+
+find_path(CRITERION_INCLUDE_DIR criterion/criterion.h)
+find_library(CRITERION_LIBRARY NAMES criterion)
+if(CRITERION_INCLUDE_DIR AND CRITERION_LIBRARY)
+  set(DS_HAVE_CRITERION ON)
+else()
+  set(DS_HAVE_CRITERION OFF)
+  message(STATUS "Criterion not found: the Criterion unit tests are skipped (Debian: libcriterion-dev)")
+endif()
+
+# --- CUDA ---------------------------------------------------------------------------------------
+set(DS_HAVE_CUDA OFF)
+if(NOT DS_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  if(NOT CMAKE_CUDA_COMPILER)
+    find_program(DS_NVCC nvcc HINTS /usr/local/cuda/bin)
+    if(DS_NVCC)
+      set(CMAKE_CUDA_COMPILER ${DS_NVCC})
+    endif()
+  endif()
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 80 90)
+    endif()
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(DS_HAVE_CUDA ON)
+  elseif(DS_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "DS_CUDA=ON but no CUDA compiler (nvcc) was found")
+  else()
+    message(STATUS "nvcc not found: building the CPU backend only")
+  endif()
+endif()
+
+set(DS_HAVE_NCCL OFF)
+if(DS_NCCL)
+  if(NOT DS_HAVE_CUDA)
+    message(FATAL_ERROR "DS_NCCL=ON needs the CUDA backend")
+  endif()
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+  find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
+  if(NOT NCCL_INCLUDE_DIR OR NOT NCCL_LIBRARY)
+    message(FATAL_ERROR "DS_NCCL=ON but NCCL was not found")
+  endif()
+  set(DS_HAVE_NCCL ON)
+endif()

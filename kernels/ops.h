@@ -1,0 +1,132 @@
+/* ops.h - the op library: tensor-level entry points used by every model.
+ *
+ * Each ds_op_* validates dtypes, devices and shapes, then dispatches on the device of its tensors.
+ * Today only the CPU reference backend exists (f32, contiguous tensors); the CUDA twins land in the
+ * CUDA backend issue behind the same entry points. Outputs are written in full (callers may poison
+ * them). Unless stated, `out` must not alias an input; ops marked "in place OK" accept out == x.
+ * Errors: DS_ERR_INVALID_ARG (shape / missing tensor), DS_ERR_UNSUPPORTED (dtype or device).
+ * Shapes below are PyTorch order; "[..., D]" means any leading dims flattened to rows. */
+#ifndef DS_OPS_H
+#define DS_OPS_H
+
+#include <stddef.h>
+
+#include "status.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- matrix products ------------------------------------------------------------------------ */
+
+/* nn.Linear: out[..., N] = x[..., K] · w[N, K]ᵀ + bias[N]. bias may be NULL. (OpenBLAS sgemm) */
+ds_status ds_op_linear(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias, ds_err *err);
+
+/* ---- normalization and modulation ----------------------------------------------------------- */
+
+/* LayerNorm over the last dim: out = (x - mean) / sqrt(var + eps) [* weight + bias].
+ * x, out: [..., D]; weight, bias: [D] or NULL (no affine). Biased variance. In place OK. */
+ds_status ds_op_layernorm(ds_tensor *out, const ds_tensor *x, const ds_tensor *weight, const ds_tensor *bias,
+                          float eps, ds_err *err);
+
+/* RMSNorm over the last dim: out = x / sqrt(mean(x^2) + eps) [* weight]. weight [D] or NULL.
+ * In place OK. */
+ds_status ds_op_rmsnorm(ds_tensor *out, const ds_tensor *x, const ds_tensor *weight, float eps, ds_err *err);
+
+/* adaLN modulate: out[b, n, :] = x[b, n, :] * (1 + scale[b, :]) + shift[b, :].
+ * x, out: [B, N, D]; scale, shift: [B, D] (any row stride: they may be column slices of a
+ * [B, k*D] adaLN projection, see ds_tensor stride). In place OK. */
+ds_status ds_op_modulate(ds_tensor *out, const ds_tensor *x, const ds_tensor *scale, const ds_tensor *shift,
+                         ds_err *err);
+
+/* Gated residual: out[b, n, :] = residual[b, n, :] + gate[b, :] * x[b, n, :].
+ * residual, x, out: [B, N, D]; gate: [B, D] (row stride as in ds_op_modulate) or NULL (gate = 1).
+ * out may alias residual. */
+ds_status ds_op_gate_add(ds_tensor *out, const ds_tensor *residual, const ds_tensor *x, const ds_tensor *gate,
+                         ds_err *err);
+
+/* ---- activations (elementwise, any shape, in place OK) ------------------------------------- */
+
+typedef enum ds_gelu_kind { DS_GELU_EXACT = 0, DS_GELU_TANH } ds_gelu_kind;
+
+ds_status ds_op_gelu(ds_tensor *out, const ds_tensor *x, ds_gelu_kind kind, ds_err *err);
+ds_status ds_op_silu(ds_tensor *out, const ds_tensor *x, ds_err *err);
+
+/* Softmax over the last dim (max-subtracted). In place OK. */
+ds_status ds_op_softmax(ds_tensor *out, const ds_tensor *x, ds_err *err);
+
+/* ---- attention ------------------------------------------------------------------------------ */
+
+/* Scaled-dot-product attention, PyTorch F.scaled_dot_product_attention semantics per head:
+ * out = softmax(q·kᵀ·scale + mask)·v.
+ * q: [B, Nq, H, d], k, v: [B, Nk, H, d] (the layout a [B, N, H*d] projection already has),
+ * out: [B, Nq, H, d]. mask: NULL or additive [Mb, Mh, Nq, Nk] with Mb in {1, B}, Mh in {1, H}.
+ * scale <= 0 means 1/sqrt(d). `scratch` is caller-owned f32 workspace of at least
+ * ds_op_attention_scratch_bytes(...) bytes (planned at load, so no allocation per call). */
+size_t ds_op_attention_scratch_bytes(int64_t nq, int64_t nk, int64_t d);
+ds_status ds_op_attention(ds_tensor *out, const ds_tensor *q, const ds_tensor *k, const ds_tensor *v,
+                          const ds_tensor *mask, float scale, void *scratch, size_t scratch_bytes, ds_err *err);
+
+/* ---- position embeddings -------------------------------------------------------------------- */
+
+/* FLUX rotary embedding with interleaved pairs, in place OK:
+ * out[b,n,h,2m]   = x[b,n,h,2m]·cos[n,2m] − x[b,n,h,2m+1]·sin[n,2m]
+ * out[b,n,h,2m+1] = x[b,n,h,2m+1]·cos[n,2m+1] + x[b,n,h,2m]·sin[n,2m+1]
+ * x, out: [B, N, H, d] (d even); cos, sin: [N, d] (repeat-interleaved, as ds_op_rope_freqs makes). */
+ds_status ds_op_rope(ds_tensor *out, const ds_tensor *x, const ds_tensor *cos, const ds_tensor *sin, ds_err *err);
+
+/* FluxPosEmbed: ids [N, n_axes] (f32 positions), axes_dim[n_axes] (even widths summing to d), theta
+ * (10000) -> cos, sin [N, d]: for axis a and pair k, w = theta^(-2k/d_a) (fp64), φ = id·w, and both
+ * elements 2k, 2k+1 of the axis' slice hold cos φ (resp. sin φ). */
+ds_status ds_op_rope_freqs(ds_tensor *cos, ds_tensor *sin, const ds_tensor *ids, const int *axes_dim, int n_axes,
+                           double theta, ds_err *err);
+
+/* diffusers get_timestep_embedding: t [B] -> out [B, C] (C even).
+ * half = C/2, f_k = exp(-ln(max_period)·k / (half - downscale_freq_shift)), a = scale·t·f_k (fp32),
+ * out = [sin(a), cos(a)], or [cos(a), sin(a)] when flip_sin_to_cos. */
+ds_status ds_op_timestep_embedding(ds_tensor *out, const ds_tensor *t, int flip_sin_to_cos,
+                                   float downscale_freq_shift, float scale, float max_period, ds_err *err);
+
+/* diffusers get_2d_sincos_pos_embed: out [Hp*Wp, D] (D % 4 == 0) for a grid of Hp rows × Wp cols,
+ * positions x_j = j / (Wp / base_size) / interpolation_scale (rows likewise); the first D/2 columns
+ * encode the column (x) coordinate, the rest the row (y), each half [sin, cos] with
+ * ω_k = 10000^(-k/(D/4)) in fp64, rounded once to f32. */
+ds_status ds_op_pos_embed_2d(ds_tensor *out, int64_t hp, int64_t wp, double base_size, double interpolation_scale,
+                             ds_err *err);
+
+/* ---- image-shaped ops ----------------------------------------------------------------------- */
+
+/* conv2d, stride 1, square kernel k in {1, 3} with padding (k-1)/2 given as `padding` (0 or 1):
+ * x [B, Cin, H, W], w [Cout, Cin, k, k], bias [Cout] or NULL -> out [B, Cout, Ho, Wo].
+ * Implemented as im2col + sgemm; `scratch` of ds_op_conv2d_scratch_bytes(...) bytes (caller-owned). */
+size_t ds_op_conv2d_scratch_bytes(int64_t cin, int64_t h, int64_t w, int64_t k, int64_t padding);
+ds_status ds_op_conv2d(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias, int padding,
+                       void *scratch, size_t scratch_bytes, ds_err *err);
+
+/* GroupNorm: x, out [B, C, H, W] (or [B, C, L]); G groups of C/G consecutive channels; biased
+ * variance over (C/G)·H·W; then per-channel weight/bias ([C] or NULL). In place OK. */
+ds_status ds_op_groupnorm(ds_tensor *out, const ds_tensor *x, int64_t groups, const ds_tensor *weight,
+                          const ds_tensor *bias, float eps, ds_err *err);
+
+/* Nearest-neighbour 2x upsample: x [B, C, H, W] -> out [B, C, 2H, 2W]. */
+ds_status ds_op_upsample_nearest2x(ds_tensor *out, const ds_tensor *x, ds_err *err);
+
+/* Patchify (patch-embed conv input order): x [B, C, H, W] -> out [B, (H/p)·(W/p), C·p·p] with token
+ * n = i·(W/p) + j and feature (c·p + u)·p + v = x[b, c, p·i+u, p·j+v]. H, W multiples of p. */
+ds_status ds_op_patchify(ds_tensor *out, const ds_tensor *x, int64_t p, ds_err *err);
+
+/* Unpatchify (DiT proj_out order): y [B, Hp·Wp, p·p·C] -> out [B, C, Hp·p, Wp·p] with
+ * out[b, c, p·i+u, p·j+v] = y[b, i·Wp + j, (u·p + v)·C + c]. Hp, Wp from out's shape. */
+ds_status ds_op_unpatchify(ds_tensor *out, const ds_tensor *y, int64_t p, ds_err *err);
+
+/* ---- misc ------------------------------------------------------------------------------------ */
+
+/* out = a + b, elementwise, same shape. In place OK (out may alias a or b). */
+ds_status ds_op_add(ds_tensor *out, const ds_tensor *a, const ds_tensor *b, ds_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DS_OPS_H */

@@ -1,0 +1,66 @@
+/* test_util.c - implementation of the Criterion test helpers in test_util.h. */
+#include "test_util.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+ds_safetensors *ds_test_open(const char *relpath) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", DS_TEST_DATA_DIR, relpath);
+    ds_safetensors *st = NULL;
+    ds_err err;
+    ds_err_clear(&err);
+    ds_status s = ds_safetensors_open(path, &st, &err);
+    cr_assert_eq(s, DS_OK, "cannot open %s: %s", path, err.msg);
+    return st;
+}
+
+float *ds_test_read_f32(const ds_safetensors *st, const char *name, ds_tensor *t) {
+    const ds_st_tensor *info = ds_safetensors_find(st, name);
+    cr_assert_not_null(info, "reference tensor '%s' missing in %s", name, ds_safetensors_label(st));
+    int64_t n = 1;
+    for (int i = 0; i < info->ndim; i++) n *= info->shape[i];
+    float *buf = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    cr_assert_not_null(buf);
+    ds_err err;
+    ds_err_clear(&err);
+    ds_status s = ds_safetensors_read(st, name, DS_F32, buf, (size_t)n * sizeof(float), -1, NULL, &err);
+    cr_assert_eq(s, DS_OK, "read %s: %s", name, err.msg);
+    if (t) *t = ds_tensor_make(buf, DS_F32, info->ndim, info->shape);
+    return buf;
+}
+
+double ds_test_meta_num(const ds_safetensors *st, const char *key) {
+    const char *v = ds_safetensors_metadata(st, key);
+    cr_assert_not_null(v, "metadata '%s' missing in %s", key, ds_safetensors_label(st));
+    return strtod(v, NULL);
+}
+
+ds_test_cmp ds_test_compare(const float *out, const float *ref, int64_t n, double atol, double rtol) {
+    ds_test_cmp c = {0, 0, 0, -1};
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double o = out[i], r = ref[i], d = fabs(o - r);
+        num += (o - r) * (o - r);
+        den += r * r;
+        if (!(d <= atol + rtol * fabs(r))) { /* also catches NaN */
+            if (c.first_bad < 0) c.first_bad = i;
+            c.n_bad++;
+        }
+        if (d > c.max_abs || d != d) c.max_abs = d;
+    }
+    c.rel_err = den > 0 ? sqrt(num) / sqrt(den) : sqrt(num);
+    return c;
+}
+
+void ds_test_assert_close(const float *out, const float *ref, int64_t n, double max_rel, double atol, double rtol,
+                          const char *what) {
+    ds_test_cmp c = ds_test_compare(out, ref, n, atol, rtol);
+    cr_assert(c.rel_err <= max_rel, "%s: relative error %.3e > %.1e (max abs %.3e)", what, c.rel_err, max_rel,
+              c.max_abs);
+    cr_assert(c.n_bad == 0, "%s: %lld of %lld elements outside atol %.1e + rtol %.1e*|ref|; first at %lld: out %.8g ref %.8g",
+              what, (long long)c.n_bad, (long long)n, atol, rtol, (long long)c.first_bad,
+              c.first_bad >= 0 ? out[c.first_bad] : 0.0, c.first_bad >= 0 ? ref[c.first_bad] : 0.0);
+}

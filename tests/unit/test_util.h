@@ -1,0 +1,36 @@
+/* test_util.h - shared helpers for the Criterion tests: reference-data loading and the house
+ * comparison rule (relative error ||out-ref||/||ref|| plus per-element atol + rtol*|ref|). */
+#ifndef DS_TEST_UTIL_H
+#define DS_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "safetensors.h"
+#include "tensor.h"
+
+/* Open tests/data/<relpath> with our reader; fails the current test (cr_assert) on error. */
+ds_safetensors *ds_test_open(const char *relpath);
+
+/* Read tensor `name` from st as f32 into a malloc'd buffer (caller frees); shape into *t (if non-NULL,
+ * a contiguous f32 CPU tensor over the returned buffer). Fails the test if missing. */
+float *ds_test_read_f32(const ds_safetensors *st, const char *name, ds_tensor *t);
+
+/* Metadata value parsed as a number; fails the test if missing. */
+double ds_test_meta_num(const ds_safetensors *st, const char *key);
+
+/* Result of comparing out against ref. */
+typedef struct ds_test_cmp {
+    double  rel_err;     /* ||out - ref||_2 / ||ref||_2 (0 if ref is all zero and out equal) */
+    double  max_abs;     /* max |out - ref| */
+    int64_t n_bad;       /* elements with |out - ref| > atol + rtol*|ref| (or non-finite out) */
+    int64_t first_bad;   /* index of the first bad element, -1 if none */
+} ds_test_cmp;
+
+ds_test_cmp ds_test_compare(const float *out, const float *ref, int64_t n, double atol, double rtol);
+
+/* Assert rel_err <= max_rel and no element outside atol + rtol*|ref|; the message names `what`. */
+void ds_test_assert_close(const float *out, const float *ref, int64_t n, double max_rel, double atol, double rtol,
+                          const char *what);
+
+#endif /* DS_TEST_UTIL_H */

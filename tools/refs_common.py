@@ -1,0 +1,49 @@
+"""refs_common.py - shared helpers for the reference exporters in tools/.
+
+Every exported file is a safetensors file of float32 tensors whose __metadata__ records the op
+parameters (as strings) and the exact versions of python/torch/diffusers/numpy that produced it.
+Inputs come from a seeded torch.Generator so a rerun reproduces the files bit for bit.
+"""
+import os
+import platform
+import sys
+
+import numpy
+import torch
+from safetensors.torch import save_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "tests", "data")
+
+
+def versions():
+    import diffusers
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def gen(seed):
+    """A CPU torch.Generator seeded with `seed`."""
+    g = torch.Generator(device="cpu")
+    g.manual_seed(seed)
+    return g
+
+
+def randn(g, *shape, scale=1.0):
+    return torch.randn(*shape, generator=g, dtype=torch.float32) * scale
+
+
+def save(relpath, tensors, meta):
+    """Write tests/data/<relpath> with float32 contiguous tensors and string metadata."""
+    path = os.path.join(DATA, relpath)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    out = {k: v.detach().to(torch.float32).contiguous() for k, v in tensors.items()}
+    md = {k: str(v) for k, v in meta.items()}
+    md["generator"] = "tools/" + os.path.basename(sys.argv[0])
+    md.update(versions())
+    save_file(out, path, metadata=md)
+    print(f"wrote {relpath}: {len(out)} tensors, {os.path.getsize(path)} bytes")
