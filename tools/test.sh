@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# test.sh - the project's one test command: install dependencies, build (with CUDA when nvcc is found:
+# compile and link only on hosts without a GPU), run every test, then rebuild the checkpoint-parsing
+# suites under ASan+UBSan and run them again. Exits non-zero on any failure.
+#   DS_JOBS    parallel build jobs (default: all cores)
+#   DS_NO_ASAN=1 skips the sanitizer pass (for quick local runs; CI always runs it)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+jobs=${DS_JOBS:-$(nproc)}
+tools/setup.sh
+export PATH="$PATH:/usr/local/cuda/bin"
+
+cmake -S . -B build -DDS_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs")
+
+if [ "${DS_NO_ASAN:-0}" != 1 ]; then
+  # Everything that parses untrusted bytes, plus the base, under AddressSanitizer + UBSan (CPU only).
+  cmake -S . -B build-asan -DDS_WERROR=ON -DDS_SANITIZE=ON -DDS_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-asan -j"$jobs"
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs" -R '^(safetensors|diffusers|base|rng)')
+fi
+echo "test.sh: all tests passed"
