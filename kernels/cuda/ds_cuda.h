@@ -1,23 +1,92 @@
 /* ds_cuda.h - C interface of the CUDA backend (the .cu files in kernels/cuda, extern "C"). Included only when
  * DS_HAVE_CUDA is defined. Every function returns ds_status; CUDA errors become DS_ERR_DEVICE with
- * the runtime's error string, never an abort. Pointers named d_* are device memory. */
+ * the runtime's error string, never an abort. Pointers named d_* are device memory.
+ * Streams are cudaStream_t passed as `void *` so C callers need no CUDA headers; NULL is the legacy
+ * default stream. */
 #ifndef DS_CUDA_H
 #define DS_CUDA_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dtype.h"
 #include "status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* ---- device discovery (device.cu) --------------------------------------------------------- */
+
 /* cudaGetDeviceCount; an error (no driver, no device) gives *n = 0 and DS_ERR_DEVICE with the reason. */
 ds_status ds_cuda_device_count(int *n, ds_err *err);
 
 /* "NVIDIA H100 80GB HBM3, sm_90, 79 GiB" for device `index`, "" on error. */
 void ds_cuda_device_name(int index, char *buf, size_t len);
+
+/* ---- memory (memory.cu) ------------------------------------------------------------------- */
+
+/* Make device `index` current for the calling host thread. DS_ERR_DEVICE on a bad ordinal or no
+ * device. */
+ds_status ds_cuda_set_device(int index, ds_err *err);
+
+/* Allocate `bytes` of device memory on the current device into *d (caller frees with ds_cuda_free).
+ * bytes == 0 gives *d = NULL and DS_OK. On failure *d = NULL and DS_ERR_OOM naming the size and the
+ * CUDA reason (also when the reason is "no device": the caller asked for memory it cannot get). */
+ds_status ds_cuda_malloc(void **d, size_t bytes, ds_err *err);
+
+/* Free memory from ds_cuda_malloc. NULL is a no-op. Errors are ignored (cudaFree may report an
+ * earlier asynchronous error; the next synchronizing call reports it). */
+void ds_cuda_free(void *d);
+
+/* Synchronous copies of `bytes` between host memory (pageable or pinned) and device memory.
+ * bytes == 0 is a no-op. DS_ERR_INVALID_ARG on NULL pointers with bytes > 0; DS_ERR_DEVICE on a CUDA
+ * error (which may be an earlier asynchronous kernel error surfacing here). */
+ds_status ds_cuda_memcpy_h2d(void *d_dst, const void *src, size_t bytes, ds_err *err);
+ds_status ds_cuda_memcpy_d2h(void *dst, const void *d_src, size_t bytes, ds_err *err);
+
+/* Set `bytes` bytes at d to the byte value (value & 0xFF), synchronously. bytes == 0 is a no-op.
+ * (Tests poison outputs with 0xFF: every f32/f16/bf16 element then reads as NaN.) */
+ds_status ds_cuda_memset(void *d, int value, size_t bytes, ds_err *err);
+
+/* cudaDeviceSynchronize: waits for all work on the current device and reports any asynchronous
+ * error as DS_ERR_DEVICE. */
+ds_status ds_cuda_synchronize(ds_err *err);
+
+/* ---- random numbers (rng.cu) -------------------------------------------------------------- */
+
+/* The CUDA twin of ds_rng_normal (kernels/rng.h): d_out[i] = normal(seed, offset + i) for
+ * i in [0, n), same Philox4x32-10 stream and double-precision Box-Muller, so every element agrees
+ * with the CPU within 1e-6 absolute. d_out: n floats of device memory; only those n are written.
+ * Asynchronous on `stream` (cudaStream_t or NULL). n == 0 is a no-op; n < 0 or d_out == NULL with
+ * n > 0 is DS_ERR_INVALID_ARG; a launch failure is DS_ERR_DEVICE. */
+ds_status ds_cuda_rng_normal(uint64_t seed, uint64_t offset, float *d_out, int64_t n, void *stream, ds_err *err);
+
+/* ---- cuBLASLt linear (linear_lt.cu) ------------------------------------------------------- */
+
+/* A cuBLASLt handle plus a device workspace, used by one stream at a time. */
+typedef struct ds_cuda_lt ds_cuda_lt;
+
+/* Create a handle on the current device with a workspace of `workspace_bytes` (0 allowed; 32 MiB is
+ * a good size on Hopper). *lt receives an object the caller releases with ds_cuda_lt_destroy.
+ * DS_ERR_OOM if the workspace or the host struct cannot be allocated, DS_ERR_DEVICE if cuBLASLt
+ * cannot start. On failure *lt = NULL. */
+ds_status ds_cuda_lt_create(ds_cuda_lt **lt, size_t workspace_bytes, ds_err *err);
+
+/* Release the handle and its workspace (after the work using it has finished). NULL is a no-op. */
+void ds_cuda_lt_destroy(ds_cuda_lt *lt);
+
+/* nn.Linear: out[M,N] = x[M,K] . w[N,K]^T + bias[N], all contiguous row-major device memory.
+ * dtype DS_F32: x, w, bias, out are f32; fp32 compute, no TF32.
+ * dtype DS_BF16: x, w, bias, out are bf16 (uint16 bit patterns); fp32 accumulation, one rounding
+ * to bf16 at the end (after the bias add).
+ * d_bias may be NULL (no bias). out must not overlap x, w or bias. M == 0 or N == 0 is a no-op;
+ * K <= 0, negative sizes, NULL pointers or another dtype are DS_ERR_INVALID_ARG (DS_F16:
+ * DS_ERR_UNSUPPORTED). Asynchronous on `stream` (cudaStream_t or NULL); the workspace of `lt` is
+ * used, so one lt must not run on two streams at once. cuBLASLt errors are DS_ERR_DEVICE with the
+ * cublasStatus_t number; no algorithm for the shape is DS_ERR_UNSUPPORTED. */
+ds_status ds_cuda_linear(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const void *d_x, const void *d_w,
+                         const void *d_bias, int64_t M, int64_t K, int64_t N, void *stream, ds_err *err);
 
 #ifdef __cplusplus
 }
