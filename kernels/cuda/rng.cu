@@ -17,7 +17,7 @@ constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
 constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
 
-__device__ void philox4x32_10(uint64_t c, uint64_t seed, uint32_t out[4]) {
+__host__ __device__ void philox4x32_10(uint64_t c, uint64_t seed, uint32_t out[4]) {
     uint32_t c0 = (uint32_t)c, c1 = (uint32_t)(c >> 32), c2 = 0u, c3 = 0u;
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int r = 0; r < 10; r++) {
@@ -34,29 +34,32 @@ __device__ void philox4x32_10(uint64_t c, uint64_t seed, uint32_t out[4]) {
     out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
 }
 
-__device__ double u01(uint32_t u) { return ((double)u + 0.5) * (1.0 / 4294967296.0); }
+__host__ __device__ double u01(uint32_t u) { return ((double)u + 0.5) * (1.0 / 4294967296.0); }
 
-// Blocks first .. first+nblocks-1; element j = 4*c + k goes to out[j - offset] when j is in
-// [offset, offset + n). Grid-stride loop so any nblocks fits any grid.
+// Philox block c: element j = 4*c + k goes to out[j - offset] when j is in [offset, offset + n).
+// (__host__ too so the stream layout can be checked against rng.c on a machine without a GPU.)
+__host__ __device__ void normal_block(uint64_t seed, uint64_t offset, uint64_t n, uint64_t c, float *out) {
+    uint32_t u[4];
+    philox4x32_10(c, seed, u);
+    float z[4];
+    for (int p = 0; p < 2; p++) {
+        double r = sqrt(-2.0 * log(u01(u[2 * p])));
+        double th = 6.283185307179586476925286766559 * u01(u[2 * p + 1]);
+        z[2 * p] = (float)(r * cos(th));
+        z[2 * p + 1] = (float)(r * sin(th));
+    }
+    for (int k = 0; k < 4; k++) {
+        uint64_t idx = c * 4 + (uint64_t)k;
+        if (idx >= offset && idx < offset + n) out[idx - offset] = z[k];
+    }
+}
+
+// One thread per Philox block first .. first+nblocks-1; grid-stride loop so any nblocks fits any grid.
 __global__ void normal_kernel(uint64_t seed, uint64_t offset, uint64_t n, uint64_t first, uint64_t nblocks,
                               float *out) {
     const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
-    for (uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; b < nblocks; b += stride) {
-        const uint64_t c = first + b;
-        uint32_t u[4];
-        philox4x32_10(c, seed, u);
-        float z[4];
-        for (int p = 0; p < 2; p++) {
-            double r = sqrt(-2.0 * log(u01(u[2 * p])));
-            double th = 6.283185307179586476925286766559 * u01(u[2 * p + 1]);
-            z[2 * p] = (float)(r * cos(th));
-            z[2 * p + 1] = (float)(r * sin(th));
-        }
-        for (int k = 0; k < 4; k++) {
-            uint64_t idx = c * 4 + (uint64_t)k;
-            if (idx >= offset && idx < offset + n) out[idx - offset] = z[k];
-        }
-    }
+    for (uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; b < nblocks; b += stride)
+        normal_block(seed, offset, n, first + b, out);
 }
 
 }  // namespace
