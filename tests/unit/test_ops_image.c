@@ -1,0 +1,471 @@
+/* test_ops_image.c - the embedding / image half of the CPU op library against references exported by
+ * tools/export_ops_image.py (diffusers' own functions where they exist, torch in float64 otherwise):
+ * rope + rope_freqs, timestep embedding, 2-D sin-cos position table, conv2d, groupnorm, nearest 2x
+ * upsample, patchify (checked through the PatchEmbed conv) and unpatchify; plus the error paths.
+ * Default bound: relative error <= 1e-5 and every element within 1e-6 + 1e-5·|ref|. Each test prints
+ * "measured <what>: rel .. max_abs .." (collected into docs/ops-parity-image.md). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "test_util.h"
+
+#define MAX_REL 1e-5
+#define ATOL 1e-6
+#define RTOL 1e-5
+
+/* Compare with the house rule and print the measured errors. */
+static void check(const float *out, const float *ref, int64_t n, const char *what) {
+    ds_test_cmp c = ds_test_compare(out, ref, n, ATOL, RTOL);
+    fprintf(stderr, "measured %s: rel %.3e max_abs %.3e (n %lld)\n", what, c.rel_err, c.max_abs, (long long)n);
+    ds_test_assert_close(out, ref, n, MAX_REL, ATOL, RTOL, what);
+}
+
+/* "caseN.suffix" */
+static const char *key(char *buf, size_t len, int i, const char *suffix) {
+    snprintf(buf, len, "case%d.%s", i, suffix);
+    return buf;
+}
+
+/* A buffer of n floats filled with NaN, so an op that skips an element fails the comparison. */
+static float *poisoned(int64_t n) {
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    cr_assert_not_null(p);
+    for (int64_t i = 0; i < n; i++) p[i] = NAN;
+    return p;
+}
+
+/* ---- rope ------------------------------------------------------------------------------------ */
+
+/* FluxPosEmbed tables from ids (exact fp64 math rounded once: default bound), then apply_rotary_emb on
+ * [B, N, H, d] (same f32 operations as diffusers: default bound), out of place and in place. */
+Test(ops_image, rope) {
+    ds_safetensors *st = ds_test_open("ops/rope.safetensors");
+    int ncases = (int)ds_test_meta_num(st, "ncases");
+    cr_assert_eq(ncases, 3);
+    for (int i = 0; i < ncases; i++) {
+        char k[64], what[64];
+        ds_tensor ids, cref, sref, x, oref;
+        float *idp = ds_test_read_f32(st, key(k, sizeof k, i, "ids"), &ids);
+        float *cp = ds_test_read_f32(st, key(k, sizeof k, i, "cos"), &cref);
+        float *sp = ds_test_read_f32(st, key(k, sizeof k, i, "sin"), &sref);
+        float *xp = ds_test_read_f32(st, key(k, sizeof k, i, "x"), &x);
+        float *op = ds_test_read_f32(st, key(k, sizeof k, i, "out"), &oref);
+        int n_axes = (int)ds_test_meta_num(st, key(k, sizeof k, i, "n_axes"));
+        double theta = ds_test_meta_num(st, key(k, sizeof k, i, "theta"));
+        int axes[8];
+        cr_assert(n_axes >= 1 && n_axes <= 8);
+        for (int a = 0; a < n_axes; a++) {
+            char ak[32];
+            snprintf(ak, sizeof ak, "axis%d", a);
+            axes[a] = (int)ds_test_meta_num(st, key(k, sizeof k, i, ak));
+        }
+        ds_err err;
+        ds_err_clear(&err);
+        int64_t nt = ds_tensor_numel(&cref);
+        float *c = poisoned(nt), *s = poisoned(nt);
+        ds_tensor ct = ds_tensor_make(c, DS_F32, 2, cref.shape), stt = ds_tensor_make(s, DS_F32, 2, sref.shape);
+        cr_assert_eq(ds_op_rope_freqs(&ct, &stt, &ids, axes, n_axes, theta, &err), DS_OK, "%s", err.msg);
+        snprintf(what, sizeof what, "rope_freqs case%d cos", i);
+        check(c, cp, nt, what);
+        snprintf(what, sizeof what, "rope_freqs case%d sin", i);
+        check(s, sp, nt, what);
+
+        int64_t nx = ds_tensor_numel(&x);
+        float *o = poisoned(nx);
+        ds_tensor ot = ds_tensor_make(o, DS_F32, 4, x.shape);
+        cr_assert_eq(ds_op_rope(&ot, &x, &cref, &sref, &err), DS_OK, "%s", err.msg);
+        snprintf(what, sizeof what, "rope case%d", i);
+        check(o, op, nx, what);
+        /* In place: out == x. */
+        memcpy(o, xp, (size_t)nx * sizeof(float));
+        cr_assert_eq(ds_op_rope(&ot, &ot, &cref, &sref, &err), DS_OK, "%s", err.msg);
+        snprintf(what, sizeof what, "rope case%d in place", i);
+        check(o, op, nx, what);
+        free(idp), free(cp), free(sp), free(xp), free(op), free(c), free(s), free(o);
+    }
+    ds_safetensors_close(st);
+}
+
+/* ---- timestep embedding ---------------------------------------------------------------------- */
+
+/* diffusers computes the phase a_k = scale·t·exp(e_k) in f32 with torch's vectorised expf, which is
+ * not correctly rounded (it differs from the correctly rounded value by 1 ulp for a few k). A 1-ulp
+ * change in f_k, plus the two f32 products that follow, moves the phase by up to |a_k|·2^-22, and
+ * sin/cos move by the same amount (|d sin/da| <= 1). So each element is bounded by
+ * atol + rtol·|ref| + |a_k|·2^-22; e.g. t = 999, k with f_k ≈ 0.75 gives 1.8e-4 of slack, while small
+ * phases keep the default bound. The reference itself is diffusers' f32 output. */
+Test(ops_image, timestep_embedding) {
+    ds_safetensors *st = ds_test_open("ops/timestep_embedding.safetensors");
+    int ncases = (int)ds_test_meta_num(st, "ncases");
+    cr_assert_eq(ncases, 5);
+    for (int i = 0; i < ncases; i++) {
+        char k[64], what[64];
+        ds_tensor t, oref;
+        float *tp = ds_test_read_f32(st, key(k, sizeof k, i, "t"), &t);
+        float *rp = ds_test_read_f32(st, key(k, sizeof k, i, "out"), &oref);
+        int flip = (int)ds_test_meta_num(st, key(k, sizeof k, i, "flip"));
+        float shift = (float)ds_test_meta_num(st, key(k, sizeof k, i, "shift"));
+        float scale = (float)ds_test_meta_num(st, key(k, sizeof k, i, "scale"));
+        float period = (float)ds_test_meta_num(st, key(k, sizeof k, i, "max_period"));
+        const int64_t B = oref.shape[0], C = oref.shape[1], half = C / 2;
+        float *o = poisoned(B * C);
+        ds_tensor ot = ds_tensor_make(o, DS_F32, 2, oref.shape);
+        ds_err err;
+        ds_err_clear(&err);
+        cr_assert_eq(ds_op_timestep_embedding(&ot, &t, flip, shift, scale, period, &err), DS_OK, "%s", err.msg);
+
+        ds_test_cmp cmp = ds_test_compare(o, rp, B * C, ATOL, RTOL);
+        snprintf(what, sizeof what, "timestep_embedding case%d (C=%lld flip=%d shift=%g)", i, (long long)C, flip,
+                 (double)shift);
+        fprintf(stderr, "measured %s: rel %.3e max_abs %.3e (n %lld)\n", what, cmp.rel_err, cmp.max_abs,
+                (long long)(B * C));
+        cr_assert(cmp.rel_err <= MAX_REL, "%s: relative error %.3e", what, cmp.rel_err);
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < C; j++) {
+                const double ref = rp[b * C + j], got = o[b * C + j];
+                if (C % 2 == 1 && j == C - 1) { /* diffusers' zero pad */
+                    cr_assert(got == 0.0 && ref == 0.0, "%s: pad column %g (ref %g)", what, got, ref);
+                    continue;
+                }
+                const int64_t kk = j % half;
+                const double f = exp(-log((double)period) * (double)kk / ((double)half - (double)shift));
+                const double phase = fabs((double)scale * (double)tp[b] * f);
+                const double bound = ATOL + RTOL * fabs(ref) + phase * ldexp(1.0, -22);
+                cr_assert(fabs(got - ref) <= bound, "%s: [%lld, %lld] out %.9g ref %.9g (bound %.3g)", what,
+                          (long long)b, (long long)j, got, ref, bound);
+            }
+        free(tp), free(rp), free(o);
+    }
+    ds_safetensors_close(st);
+}
+
+/* ---- 2-D sin-cos position table -------------------------------------------------------------- */
+
+Test(ops_image, pos_embed_2d) {
+    ds_safetensors *st = ds_test_open("ops/pos_embed_2d.safetensors");
+    int ncases = (int)ds_test_meta_num(st, "ncases");
+    cr_assert_eq(ncases, 4);
+    for (int i = 0; i < ncases; i++) {
+        char k[64], what[96];
+        ds_tensor oref;
+        float *rp = ds_test_read_f32(st, key(k, sizeof k, i, "out"), &oref);
+        int64_t hp = (int64_t)ds_test_meta_num(st, key(k, sizeof k, i, "hp"));
+        int64_t wp = (int64_t)ds_test_meta_num(st, key(k, sizeof k, i, "wp"));
+        int64_t D = (int64_t)ds_test_meta_num(st, key(k, sizeof k, i, "D"));
+        double base = ds_test_meta_num(st, key(k, sizeof k, i, "base_size"));
+        double interp = ds_test_meta_num(st, key(k, sizeof k, i, "interpolation_scale"));
+        cr_assert(oref.shape[0] == hp * wp && oref.shape[1] == D);
+        float *o = poisoned(hp * wp * D);
+        ds_tensor ot = ds_tensor_f32(o, 2, hp * wp, D);
+        ds_err err;
+        ds_err_clear(&err);
+        cr_assert_eq(ds_op_pos_embed_2d(&ot, hp, wp, base, interp, &err), DS_OK, "%s", err.msg);
+        snprintf(what, sizeof what, "pos_embed_2d case%d (%lldx%lld D=%lld base %g interp %g)", i, (long long)hp,
+                 (long long)wp, (long long)D, base, interp);
+        check(o, rp, hp * wp * D, what);
+        free(rp), free(o);
+    }
+    ds_safetensors_close(st);
+}
+
+/* ---- conv2d ---------------------------------------------------------------------------------- */
+
+/* Scratch is exactly ds_op_conv2d_scratch_bytes, poisoned, with a guard zone after it that must stay
+ * untouched. */
+Test(ops_image, conv2d) {
+    ds_safetensors *st = ds_test_open("ops/conv2d.safetensors");
+    int ncases = (int)ds_test_meta_num(st, "ncases");
+    cr_assert_eq(ncases, 5);
+    for (int i = 0; i < ncases; i++) {
+        char k[64], what[96];
+        ds_tensor x, w, b, oref;
+        float *xp = ds_test_read_f32(st, key(k, sizeof k, i, "x"), &x);
+        float *wp = ds_test_read_f32(st, key(k, sizeof k, i, "w"), &w);
+        float *rp = ds_test_read_f32(st, key(k, sizeof k, i, "out"), &oref);
+        int has_bias = (int)ds_test_meta_num(st, key(k, sizeof k, i, "has_bias"));
+        int pad = (int)ds_test_meta_num(st, key(k, sizeof k, i, "padding"));
+        float *bp = has_bias ? ds_test_read_f32(st, key(k, sizeof k, i, "bias"), &b) : NULL;
+        size_t sb = ds_op_conv2d_scratch_bytes(x.shape[1], x.shape[2], x.shape[3], w.shape[2], pad);
+        if (w.shape[2] == 3) cr_assert_eq(sb, (size_t)(x.shape[1] * 9 * x.shape[2] * x.shape[3]) * sizeof(float));
+        const size_t guard = 256;
+        unsigned char *scratch = malloc(sb + guard);
+        cr_assert_not_null(scratch);
+        memset(scratch, 0xA5, sb + guard);
+        int64_t no = ds_tensor_numel(&oref);
+        float *o = poisoned(no);
+        ds_tensor ot = ds_tensor_make(o, DS_F32, 4, oref.shape);
+        ds_err err;
+        ds_err_clear(&err);
+        cr_assert_eq(ds_op_conv2d(&ot, &x, &w, has_bias ? &b : NULL, pad, sb ? scratch : NULL, sb, &err), DS_OK,
+                     "%s", err.msg);
+        for (size_t g = 0; g < guard; g++) cr_assert_eq(scratch[sb + g], 0xA5, "scratch guard byte %zu written", g);
+        snprintf(what, sizeof what, "conv2d case%d (Cin %lld Cout %lld %lldx%lld k%lld bias %d)", i,
+                 (long long)x.shape[1], (long long)w.shape[0], (long long)x.shape[2], (long long)x.shape[3],
+                 (long long)w.shape[2], has_bias);
+        check(o, rp, no, what);
+        free(xp), free(wp), free(rp), free(bp), free(o), free(scratch);
+    }
+    ds_safetensors_close(st);
+}
+
+/* ---- groupnorm ------------------------------------------------------------------------------- */
+
+Test(ops_image, groupnorm) {
+    ds_safetensors *st = ds_test_open("ops/groupnorm.safetensors");
+    int ncases = (int)ds_test_meta_num(st, "ncases");
+    cr_assert_eq(ncases, 4);
+    for (int i = 0; i < ncases; i++) {
+        char k[64], what[96];
+        ds_tensor x, w, b, oref;
+        float *xp = ds_test_read_f32(st, key(k, sizeof k, i, "x"), &x);
+        float *rp = ds_test_read_f32(st, key(k, sizeof k, i, "out"), &oref);
+        int affine = (int)ds_test_meta_num(st, key(k, sizeof k, i, "affine"));
+        int64_t G = (int64_t)ds_test_meta_num(st, key(k, sizeof k, i, "groups"));
+        float eps = (float)ds_test_meta_num(st, key(k, sizeof k, i, "eps"));
+        float *wp = affine ? ds_test_read_f32(st, key(k, sizeof k, i, "weight"), &w) : NULL;
+        float *bp = affine ? ds_test_read_f32(st, key(k, sizeof k, i, "bias"), &b) : NULL;
+        int64_t n = ds_tensor_numel(&x);
+        float *o = poisoned(n);
+        ds_tensor ot = ds_tensor_make(o, DS_F32, x.ndim, x.shape);
+        ds_err err;
+        ds_err_clear(&err);
+        cr_assert_eq(ds_op_groupnorm(&ot, &x, G, affine ? &w : NULL, affine ? &b : NULL, eps, &err), DS_OK, "%s",
+                     err.msg);
+        snprintf(what, sizeof what, "groupnorm case%d (%dD C=%lld G=%lld affine %d)", i, x.ndim,
+                 (long long)x.shape[1], (long long)G, affine);
+        check(o, rp, n, what);
+        /* In place. */
+        memcpy(o, xp, (size_t)n * sizeof(float));
+        cr_assert_eq(ds_op_groupnorm(&ot, &ot, G, affine ? &w : NULL, affine ? &b : NULL, eps, &err), DS_OK, "%s",
+                     err.msg);
+        check(o, rp, n, "groupnorm in place");
+        free(xp), free(rp), free(wp), free(bp), free(o);
+    }
+    ds_safetensors_close(st);
+}
+
+/* ---- upsample / patchify / unpatchify (exact data movement) ---------------------------------- */
+
+Test(ops_image, upsample_nearest2x) {
+    ds_safetensors *st = ds_test_open("ops/upsample.safetensors");
+    int ncases = (int)ds_test_meta_num(st, "ncases");
+    cr_assert_eq(ncases, 2);
+    for (int i = 0; i < ncases; i++) {
+        char k[64];
+        ds_tensor x, oref;
+        float *xp = ds_test_read_f32(st, key(k, sizeof k, i, "x"), &x);
+        float *rp = ds_test_read_f32(st, key(k, sizeof k, i, "out"), &oref);
+        int64_t n = ds_tensor_numel(&oref);
+        float *o = poisoned(n);
+        ds_tensor ot = ds_tensor_make(o, DS_F32, 4, oref.shape);
+        ds_err err;
+        ds_err_clear(&err);
+        cr_assert_eq(ds_op_upsample_nearest2x(&ot, &x, &err), DS_OK, "%s", err.msg);
+        cr_assert(memcmp(o, rp, (size_t)n * sizeof(float)) == 0, "upsample case%d differs from F.interpolate", i);
+        fprintf(stderr, "measured upsample case%d: bit-exact (n %lld)\n", i, (long long)n);
+        free(xp), free(rp), free(o);
+    }
+    ds_safetensors_close(st);
+}
+
+/* patchify must equal the unfold reference exactly, and patchify + GEMM with the conv weight viewed as
+ * [D, C·p·p] (+ bias) must equal F.conv2d(stride=p) of PatchEmbed (fp64 reference; the GEMM here is
+ * accumulated in double, so the only error is the f32 rounding of the stored result). */
+Test(ops_image, patchify) {
+    ds_safetensors *st = ds_test_open("ops/patchify.safetensors");
+    int ncases = (int)ds_test_meta_num(st, "ncases");
+    cr_assert_eq(ncases, 3);
+    for (int i = 0; i < ncases; i++) {
+        char k[64], what[64];
+        ds_tensor x, w, b, pref, cref;
+        float *xp = ds_test_read_f32(st, key(k, sizeof k, i, "x"), &x);
+        float *wp = ds_test_read_f32(st, key(k, sizeof k, i, "w"), &w);
+        float *bp = ds_test_read_f32(st, key(k, sizeof k, i, "bias"), &b);
+        float *pp = ds_test_read_f32(st, key(k, sizeof k, i, "patches"), &pref);
+        float *cp = ds_test_read_f32(st, key(k, sizeof k, i, "conv_tokens"), &cref);
+        int64_t p = (int64_t)ds_test_meta_num(st, key(k, sizeof k, i, "p"));
+        int64_t n = ds_tensor_numel(&pref);
+        float *o = poisoned(n);
+        ds_tensor ot = ds_tensor_make(o, DS_F32, 3, pref.shape);
+        ds_err err;
+        ds_err_clear(&err);
+        cr_assert_eq(ds_op_patchify(&ot, &x, p, &err), DS_OK, "%s", err.msg);
+        cr_assert(memcmp(o, pp, (size_t)n * sizeof(float)) == 0, "patchify case%d differs from unfold", i);
+
+        const int64_t B = pref.shape[0], N = pref.shape[1], F = pref.shape[2], D = w.shape[0];
+        cr_assert_eq(F, w.shape[1] * p * p);
+        float *tok = malloc((size_t)(B * N * D) * sizeof(float));
+        cr_assert_not_null(tok);
+        for (int64_t r = 0; r < B * N; r++)
+            for (int64_t e = 0; e < D; e++) {
+                double acc = bp[e];
+                for (int64_t f = 0; f < F; f++) acc += (double)o[r * F + f] * (double)wp[e * F + f];
+                tok[r * D + e] = (float)acc;
+            }
+        snprintf(what, sizeof what, "patchify+gemm vs conv case%d (p=%lld)", i, (long long)p);
+        check(tok, cp, B * N * D, what);
+        free(xp), free(wp), free(bp), free(pp), free(cp), free(o), free(tok);
+    }
+    ds_safetensors_close(st);
+}
+
+Test(ops_image, unpatchify) {
+    ds_safetensors *st = ds_test_open("ops/unpatchify.safetensors");
+    int ncases = (int)ds_test_meta_num(st, "ncases");
+    cr_assert_eq(ncases, 3);
+    for (int i = 0; i < ncases; i++) {
+        char k[64];
+        ds_tensor y, oref;
+        float *yp = ds_test_read_f32(st, key(k, sizeof k, i, "y"), &y);
+        float *rp = ds_test_read_f32(st, key(k, sizeof k, i, "out"), &oref);
+        int64_t p = (int64_t)ds_test_meta_num(st, key(k, sizeof k, i, "p"));
+        int64_t n = ds_tensor_numel(&oref);
+        float *o = poisoned(n);
+        ds_tensor ot = ds_tensor_make(o, DS_F32, 4, oref.shape);
+        ds_err err;
+        ds_err_clear(&err);
+        cr_assert_eq(ds_op_unpatchify(&ot, &y, p, &err), DS_OK, "%s", err.msg);
+        cr_assert(memcmp(o, rp, (size_t)n * sizeof(float)) == 0, "unpatchify case%d differs from DiT's einsum", i);
+        fprintf(stderr, "measured unpatchify case%d: bit-exact (n %lld)\n", i, (long long)n);
+        free(yp), free(rp), free(o);
+    }
+    ds_safetensors_close(st);
+}
+
+/* Round trip: unpatchify(patchify(x)) is not an identity in general (the orders differ), but with C = 1
+ * both orders coincide, so it must return x exactly. */
+Test(ops_image, patchify_unpatchify_c1_roundtrip) {
+    float x[2 * 1 * 6 * 4], pt[2 * 6 * 4], back[2 * 1 * 6 * 4];
+    for (int i = 0; i < 48; i++) x[i] = (float)i * 0.5f - 3.0f;
+    ds_tensor xt = ds_tensor_f32(x, 4, 2, 1, 6, 4), pt_t = ds_tensor_f32(pt, 3, 2, 6, 4),
+              bt = ds_tensor_f32(back, 4, 2, 1, 6, 4);
+    ds_err err;
+    ds_err_clear(&err);
+    cr_assert_eq(ds_op_patchify(&pt_t, &xt, 2, &err), DS_OK, "%s", err.msg);
+    cr_assert_eq(ds_op_unpatchify(&bt, &pt_t, 2, &err), DS_OK, "%s", err.msg);
+    cr_assert(memcmp(x, back, sizeof x) == 0);
+}
+
+/* ---- error paths ----------------------------------------------------------------------------- */
+
+/* Assert status `want` and a non-empty message mentioning `needle`. */
+static void expect_err(ds_status got, ds_status want, const ds_err *err, const char *needle, const char *what) {
+    cr_assert_eq(got, want, "%s: status %s, want %s (%s)", what, ds_status_name(got), ds_status_name(want), err->msg);
+    cr_assert(err->msg[0] != '\0', "%s: empty error message", what);
+    cr_assert(strstr(err->msg, needle) != NULL, "%s: message '%s' lacks '%s'", what, err->msg, needle);
+}
+
+Test(ops_image, bad_shapes_rope) {
+    static float buf[4096], c[512], s[512], ids[64];
+    ds_err err;
+    ds_err_clear(&err);
+    /* odd head dim */
+    ds_tensor x = ds_tensor_f32(buf, 4, 1, 4, 2, 5), ct = ds_tensor_f32(c, 2, 4, 5), stt = ds_tensor_f32(s, 2, 4, 5);
+    expect_err(ds_op_rope(&x, &x, &ct, &stt, &err), DS_ERR_INVALID_ARG, &err, "odd", "rope odd d");
+    /* cos table of the wrong length */
+    ds_tensor x2 = ds_tensor_f32(buf, 4, 1, 4, 2, 6), c2 = ds_tensor_f32(c, 2, 3, 6), s2 = ds_tensor_f32(s, 2, 4, 6);
+    expect_err(ds_op_rope(&x2, &x2, &c2, &s2, &err), DS_ERR_INVALID_ARG, &err, "cos", "rope cos shape");
+    /* axes_dim summing to the wrong width, and an odd axis */
+    ds_tensor it = ds_tensor_f32(ids, 2, 4, 3), c3 = ds_tensor_f32(c, 2, 4, 16), s3 = ds_tensor_f32(s, 2, 4, 16);
+    int axes_bad_sum[3] = {4, 6, 4};
+    expect_err(ds_op_rope_freqs(&c3, &s3, &it, axes_bad_sum, 3, 10000.0, &err), DS_ERR_INVALID_ARG, &err, "cos",
+               "rope_freqs width");
+    int axes_odd[3] = {4, 5, 7};
+    expect_err(ds_op_rope_freqs(&c3, &s3, &it, axes_odd, 3, 10000.0, &err), DS_ERR_INVALID_ARG, &err, "even",
+               "rope_freqs odd axis");
+    int axes_ok[3] = {4, 6, 6};
+    expect_err(ds_op_rope_freqs(&c3, &s3, &it, axes_ok, 2, 10000.0, &err), DS_ERR_INVALID_ARG, &err, "n_axes",
+               "rope_freqs ids columns");
+    /* non-f32 and non-CPU tensors */
+    ds_tensor xb = x2;
+    xb.dtype = DS_BF16;
+    expect_err(ds_op_rope(&x2, &xb, &c3, &s3, &err), DS_ERR_UNSUPPORTED, &err, "x", "rope bf16");
+    ds_tensor xg = x2;
+    xg.device.kind = DS_DEVICE_CUDA;
+    expect_err(ds_op_rope(&x2, &xg, &c3, &s3, &err), DS_ERR_UNSUPPORTED, &err, "CPU", "rope cuda");
+}
+
+Test(ops_image, bad_shapes_embeddings) {
+    static float t[4], out[4 * 64];
+    ds_err err;
+    ds_err_clear(&err);
+    ds_tensor tt = ds_tensor_f32(t, 1, 4), o3 = ds_tensor_f32(out, 2, 3, 16);
+    expect_err(ds_op_timestep_embedding(&o3, &tt, 1, 0.0f, 1.0f, 10000.0f, &err), DS_ERR_INVALID_ARG, &err, "rows",
+               "timestep rows");
+    ds_tensor o2 = ds_tensor_f32(out, 2, 4, 2);
+    expect_err(ds_op_timestep_embedding(&o2, &tt, 1, 1.0f, 1.0f, 10000.0f, &err), DS_ERR_INVALID_ARG, &err,
+               "downscale_freq_shift", "timestep half == shift");
+    ds_tensor pe = ds_tensor_f32(out, 2, 6, 10);
+    expect_err(ds_op_pos_embed_2d(&pe, 2, 3, 16.0, 1.0, &err), DS_ERR_INVALID_ARG, &err, "multiple of 4",
+               "pos_embed D % 4");
+    ds_tensor pe2 = ds_tensor_f32(out, 2, 6, 8);
+    expect_err(ds_op_pos_embed_2d(&pe2, 2, 4, 16.0, 1.0, &err), DS_ERR_INVALID_ARG, &err, "rows", "pos_embed rows");
+    expect_err(ds_op_pos_embed_2d(&pe2, 2, 3, 16.0, 0.0, &err), DS_ERR_INVALID_ARG, &err, "interpolation_scale",
+               "pos_embed interp 0");
+}
+
+Test(ops_image, bad_shapes_conv_groupnorm) {
+    static float x[2 * 5 * 9 * 11], w[7 * 5 * 9], b[7], o[2 * 7 * 9 * 11], scratch[5 * 9 * 9 * 11];
+    ds_err err;
+    ds_err_clear(&err);
+    ds_tensor xt = ds_tensor_f32(x, 4, 2, 5, 9, 11), wt = ds_tensor_f32(w, 4, 7, 5, 3, 3), bt = ds_tensor_f32(b, 1, 7),
+              ot = ds_tensor_f32(o, 4, 2, 7, 9, 11);
+    size_t sb = ds_op_conv2d_scratch_bytes(5, 9, 11, 3, 1);
+    cr_assert_eq(sb, sizeof scratch);
+    cr_assert_eq(ds_op_conv2d(&ot, &xt, &wt, &bt, 1, scratch, sb, &err), DS_OK, "%s", err.msg);
+    expect_err(ds_op_conv2d(&ot, &xt, &wt, &bt, 1, scratch, sb - 4, &err), DS_ERR_INVALID_ARG, &err, "scratch",
+               "conv scratch too small");
+    expect_err(ds_op_conv2d(&ot, &xt, &wt, &bt, 1, NULL, sb, &err), DS_ERR_INVALID_ARG, &err, "scratch",
+               "conv scratch NULL");
+    expect_err(ds_op_conv2d(&ot, &xt, &wt, &bt, 0, scratch, sb, &err), DS_ERR_INVALID_ARG, &err, "padding",
+               "conv padding");
+    ds_tensor w4 = ds_tensor_f32(w, 4, 7, 4, 3, 3);
+    expect_err(ds_op_conv2d(&ot, &xt, &w4, &bt, 1, scratch, sb, &err), DS_ERR_INVALID_ARG, &err, "input channels",
+               "conv Cin");
+    ds_tensor w5 = ds_tensor_f32(w, 4, 7, 1, 5, 5);
+    ds_tensor x1 = ds_tensor_f32(x, 4, 2, 1, 9, 11);
+    expect_err(ds_op_conv2d(&ot, &x1, &w5, &bt, 2, scratch, sb, &err), DS_ERR_INVALID_ARG, &err, "kernel",
+               "conv 5x5");
+    ds_tensor b6 = ds_tensor_f32(b, 1, 6);
+    expect_err(ds_op_conv2d(&ot, &xt, &wt, &b6, 1, scratch, sb, &err), DS_ERR_INVALID_ARG, &err, "bias", "conv bias");
+    ds_tensor o_bad = ds_tensor_f32(o, 4, 2, 7, 9, 10);
+    expect_err(ds_op_conv2d(&o_bad, &xt, &wt, &bt, 1, scratch, sb, &err), DS_ERR_INVALID_ARG, &err, "out",
+               "conv out shape");
+
+    ds_tensor g9 = ds_tensor_f32(x, 4, 2, 9, 5, 11), g9o = ds_tensor_f32(o, 4, 2, 9, 5, 11);
+    expect_err(ds_op_groupnorm(&g9o, &g9, 4, NULL, NULL, 1e-6f, &err), DS_ERR_INVALID_ARG, &err, "divisible",
+               "groupnorm C % G");
+    expect_err(ds_op_groupnorm(&g9o, &g9, 0, NULL, NULL, 1e-6f, &err), DS_ERR_INVALID_ARG, &err, "divisible",
+               "groupnorm G = 0");
+    ds_tensor wrong_w = ds_tensor_f32(w, 1, 8);
+    expect_err(ds_op_groupnorm(&g9o, &g9, 3, &wrong_w, NULL, 1e-6f, &err), DS_ERR_INVALID_ARG, &err, "weight",
+               "groupnorm weight");
+    ds_tensor g2 = ds_tensor_f32(x, 2, 18, 55), g2o = ds_tensor_f32(o, 2, 18, 55);
+    expect_err(ds_op_groupnorm(&g2o, &g2, 3, NULL, NULL, 1e-6f, &err), DS_ERR_INVALID_ARG, &err, "expected",
+               "groupnorm 2-D");
+}
+
+Test(ops_image, bad_shapes_resample) {
+    static float x[2 * 3 * 8 * 6], o[4 * 2 * 3 * 8 * 6];
+    ds_err err;
+    ds_err_clear(&err);
+    ds_tensor xt = ds_tensor_f32(x, 4, 2, 3, 8, 6);
+    ds_tensor up_bad = ds_tensor_f32(o, 4, 2, 3, 16, 11);
+    expect_err(ds_op_upsample_nearest2x(&up_bad, &xt, &err), DS_ERR_INVALID_ARG, &err, "out", "upsample out");
+    ds_tensor x7 = ds_tensor_f32(x, 4, 2, 3, 7, 6), p7 = ds_tensor_f32(o, 3, 2, 9, 12);
+    expect_err(ds_op_patchify(&p7, &x7, 2, &err), DS_ERR_INVALID_ARG, &err, "multiple", "patchify H % p");
+    ds_tensor pbad = ds_tensor_f32(o, 3, 2, 12, 11);
+    expect_err(ds_op_patchify(&pbad, &xt, 2, &err), DS_ERR_INVALID_ARG, &err, "out", "patchify out shape");
+    expect_err(ds_op_patchify(&pbad, &xt, 0, &err), DS_ERR_INVALID_ARG, &err, "patch size", "patchify p = 0");
+    ds_tensor y = ds_tensor_f32(x, 3, 2, 12, 11), ub = ds_tensor_f32(o, 4, 2, 3, 8, 6);
+    expect_err(ds_op_unpatchify(&ub, &y, 2, &err), DS_ERR_INVALID_ARG, &err, "y", "unpatchify y shape");
+    ds_tensor u7 = ds_tensor_f32(o, 4, 2, 3, 7, 6);
+    expect_err(ds_op_unpatchify(&u7, &y, 2, &err), DS_ERR_INVALID_ARG, &err, "multiple", "unpatchify H % p");
+    /* out overlapping the input */
+    ds_tensor upo = ds_tensor_f32(x, 4, 1, 1, 2, 2), upx = ds_tensor_f32(x + 1, 4, 1, 1, 1, 1);
+    expect_err(ds_op_upsample_nearest2x(&upo, &upx, &err), DS_ERR_INVALID_ARG, &err, "overlaps", "upsample alias");
+}
