@@ -80,7 +80,9 @@ void ds_cuda_lt_destroy(ds_cuda_lt *lt);
  * dtype DS_F32: x, w, bias, out are f32; fp32 compute, no TF32.
  * dtype DS_BF16: x, w, bias, out are bf16 (uint16 bit patterns); fp32 accumulation, one rounding
  * to bf16 at the end (after the bias add).
- * d_bias may be NULL (no bias). out must not overlap x, w or bias. M == 0 or N == 0 is a no-op;
+ * d_bias may be NULL (no bias); when given it must be 16-byte aligned (DS_ERR_INVALID_ARG otherwise).
+ * out, x, w need only element alignment (the actual alignment is passed to the algorithm choice).
+ * out must not overlap x, w or bias. M == 0 or N == 0 is a no-op;
  * K <= 0, negative sizes, NULL pointers or another dtype are DS_ERR_INVALID_ARG (DS_F16:
  * DS_ERR_UNSUPPORTED). Asynchronous on `stream` (cudaStream_t or NULL); the workspace of `lt` is
  * used, so one lt must not run on two streams at once. cuBLASLt errors are DS_ERR_DEVICE with the

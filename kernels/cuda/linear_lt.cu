@@ -25,6 +25,16 @@ struct ds_cuda_lt {
     size_t workspace_bytes;
 };
 
+// Largest power of two (<= 256) dividing the address: tells the heuristic how aligned the matrices
+// really are (it assumes 256 bytes otherwise, and could pick a kernel that faults on an arena
+// sub-allocation).
+static uint32_t ptr_alignment(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    uint32_t al = 256;
+    while (al > 1 && a % al != 0) al /= 2;
+    return al;
+}
+
 #define LT_TRY(call)                                                                                        \
     do {                                                                                                    \
         cublasStatus_t lt_s_ = (call);                                                                      \
@@ -77,6 +87,13 @@ extern "C" ds_status ds_cuda_linear(ds_cuda_lt *lt, ds_dtype dtype, void *d_out,
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_cuda_linear: bad dtype %d", (int)dtype);
     if (M == 0 || N == 0) return DS_OK;
     if (!d_out || !d_x || !d_w) return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_cuda_linear: NULL out, x or w");
+    const uint32_t es = (uint32_t)ds_dtype_size(dtype);
+    if (ptr_alignment(d_out) < es || ptr_alignment(d_x) < es || ptr_alignment(d_w) < es)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_cuda_linear: out, x or w not aligned to its %u-byte elements", es);
+    // The alignment preferences below do not cover the epilogue's bias pointer, and a kernel may
+    // assume 16 bytes there; a misaligned access would poison the CUDA context, so refuse it here.
+    if (d_bias && ptr_alignment(d_bias) < 16)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_cuda_linear: bias pointer %p is not 16-byte aligned", d_bias);
 
     const cudaDataType_t t = dtype == DS_F32 ? CUDA_R_32F : CUDA_R_16BF;
     // CUBLAS_COMPUTE_32F (not _FAST_TF32): full fp32 products and sums for both paths.
@@ -112,6 +129,15 @@ extern "C" ds_status ds_cuda_linear(ds_cuda_lt *lt, ds_dtype dtype, void *d_out,
     {
         const uint64_t ws = lt->workspace_bytes;
         LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+        const uint32_t al_a = ptr_alignment(d_w), al_b = ptr_alignment(d_x), al_d = ptr_alignment(d_out);
+        LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
+                                                    sizeof al_a));
+        LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
+                                                    sizeof al_b));
+        LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d,
+                                                    sizeof al_d));
+        LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d,
+                                                    sizeof al_d));
     }
     if (dtype == DS_BF16) {
         // Split-K partial sums must stay in fp32: forbid the schemes that add partials in bf16

@@ -71,36 +71,42 @@ static void reference(double *ref, const float *x, const float *w, const float *
     }
 }
 
-/* Upload, run ds_cuda_linear, download, compare. One RESULT line. */
-static void run_case(ds_cuda_lt *lt, const inputs *in, ds_dtype dt, bool with_bias) {
+/* Upload, run ds_cuda_linear, download, compare. One RESULT line. shift > 0 moves x, w and out one
+ * element past their 256-byte aligned allocations (arena-like sub-allocations: only element
+ * alignment), which the algorithm choice must respect. */
+static void run_case(ds_cuda_lt *lt, const inputs *in, ds_dtype dt, bool with_bias, bool shift) {
     const int64_t M = in->M, K = in->K, N = in->N;
     const size_t es = ds_dtype_size(dt);
     const bool f32 = dt == DS_F32;
     char name[128];
-    snprintf(name, sizeof name, "%s_M%lld_K%lld_N%lld_%s", ds_dtype_name(dt), (long long)M, (long long)K,
-             (long long)N, with_bias ? "bias" : "nobias");
+    snprintf(name, sizeof name, "%s_M%lld_K%lld_N%lld_%s%s", ds_dtype_name(dt), (long long)M, (long long)K,
+             (long long)N, with_bias ? "bias" : "nobias", shift ? "_unaligned" : "");
+    const size_t sh = shift ? es : 0; /* byte offset of x, w, out inside their allocations */
     const size_t nout = (size_t)(M * N), out_bytes = nout * es;
-    void *dx = NULL, *dw = NULL, *db = NULL, *dout = NULL;
+    char *dx = NULL, *dw = NULL, *db = NULL, *dout = NULL;
     unsigned char *host = malloc(out_bytes + GUARD_BYTES);
     float *got = malloc(nout * sizeof(float));
     double *ref = malloc(nout * sizeof(double));
     ds_err e = {0};
     if (!GPU_CHECK(host && got && ref, "%s: host allocation", name)) goto done;
-    if (!GPU_OK(ds_cuda_malloc(&dx, (size_t)(M * K) * es, &e), &e)) goto done;
-    if (!GPU_OK(ds_cuda_malloc(&dw, (size_t)(N * K) * es, &e), &e)) goto done;
-    if (!GPU_OK(ds_cuda_malloc(&db, (size_t)N * es, &e), &e)) goto done;
-    if (!GPU_OK(ds_cuda_malloc(&dout, out_bytes + GUARD_BYTES, &e), &e)) goto done;
-    if (!GPU_OK(ds_cuda_memcpy_h2d(dx, f32 ? (const void *)in->x : (const void *)in->xh, (size_t)(M * K) * es, &e), &e))
+    if (!GPU_OK(ds_cuda_malloc((void **)&dx, sh + (size_t)(M * K) * es, &e), &e)) goto done;
+    if (!GPU_OK(ds_cuda_malloc((void **)&dw, sh + (size_t)(N * K) * es, &e), &e)) goto done;
+    if (!GPU_OK(ds_cuda_malloc((void **)&db, (size_t)N * es, &e), &e)) goto done;
+    if (!GPU_OK(ds_cuda_malloc((void **)&dout, sh + out_bytes + GUARD_BYTES, &e), &e)) goto done;
+    if (!GPU_OK(ds_cuda_memcpy_h2d(dx + sh, f32 ? (const void *)in->x : (const void *)in->xh, (size_t)(M * K) * es,
+                                   &e), &e))
         goto done;
-    if (!GPU_OK(ds_cuda_memcpy_h2d(dw, f32 ? (const void *)in->w : (const void *)in->wh, (size_t)(N * K) * es, &e), &e))
+    if (!GPU_OK(ds_cuda_memcpy_h2d(dw + sh, f32 ? (const void *)in->w : (const void *)in->wh, (size_t)(N * K) * es,
+                                   &e), &e))
         goto done;
     if (!GPU_OK(ds_cuda_memcpy_h2d(db, f32 ? (const void *)in->b : (const void *)in->bh, (size_t)N * es, &e), &e))
         goto done;
-    if (!gpu_poison(dout, out_bytes + GUARD_BYTES)) goto done;
+    if (!gpu_poison(dout, sh + out_bytes + GUARD_BYTES)) goto done;
 
-    if (!GPU_OK(ds_cuda_linear(lt, dt, dout, dx, dw, with_bias ? db : NULL, M, K, N, NULL, &e), &e)) goto done;
+    if (!GPU_OK(ds_cuda_linear(lt, dt, dout + sh, dx + sh, dw + sh, with_bias ? db : NULL, M, K, N, NULL, &e), &e))
+        goto done;
     if (!GPU_OK(ds_cuda_synchronize(&e), &e)) goto done;
-    if (!GPU_OK(ds_cuda_memcpy_d2h(host, dout, out_bytes + GUARD_BYTES, &e), &e)) goto done;
+    if (!GPU_OK(ds_cuda_memcpy_d2h(host, dout + sh, out_bytes + GUARD_BYTES, &e), &e)) goto done;
     GPU_CHECK(gpu_all_ff(host + out_bytes, GUARD_BYTES), "%s: wrote past the output", name);
 
     if (f32) {
@@ -138,10 +144,14 @@ int main(void) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         inputs in;
         if (inputs_make(&in, shapes[s], 1000 + 10 * (uint64_t)s)) {
-            run_case(lt, &in, DS_F32, false);
-            run_case(lt, &in, DS_F32, true);
-            run_case(lt, &in, DS_BF16, false);
-            run_case(lt, &in, DS_BF16, true);
+            run_case(lt, &in, DS_F32, false, false);
+            run_case(lt, &in, DS_F32, true, false);
+            run_case(lt, &in, DS_BF16, false, false);
+            run_case(lt, &in, DS_BF16, true, false);
+            if (s == 1) {
+                run_case(lt, &in, DS_F32, true, true);
+                run_case(lt, &in, DS_BF16, true, true);
+            }
         }
         inputs_free(&in);
     }
@@ -152,6 +162,10 @@ int main(void) {
               "f16 is unsupported");
     GPU_CHECK(ds_cuda_linear(lt, DS_F32, NULL, NULL, NULL, NULL, 1, 0, 8, NULL, &e) == DS_ERR_INVALID_ARG,
               "K = 0 is invalid");
+    GPU_CHECK(ds_cuda_linear(lt, DS_F32, (void *)(uintptr_t)256, (const void *)(uintptr_t)256,
+                             (const void *)(uintptr_t)256, (const void *)(uintptr_t)260, 1, 8, 8, NULL,
+                             &e) == DS_ERR_INVALID_ARG,
+              "a bias that is not 16-byte aligned is refused before any launch");
     ds_cuda_lt_destroy(lt);
     return gpu_finish("gpu_linear");
 }
