@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "ops.h"
 #include "test_util.h"
 
@@ -348,6 +352,66 @@ Test(ops_image, patchify_unpatchify_c1_roundtrip) {
     cr_assert_eq(ds_op_patchify(&pt_t, &xt, 2, &err), DS_OK, "%s", err.msg);
     cr_assert_eq(ds_op_unpatchify(&bt, &pt_t, 2, &err), DS_OK, "%s", err.msg);
     cr_assert(memcmp(x, back, sizeof x) == 0);
+}
+
+/* ---- thread-count invariance ------------------------------------------------------------------ */
+
+/* Every op here computes independent rows (sgemm splits only M/N), so 1 and 3 threads must agree
+ * bitwise: conv2d (big case), groupnorm, pos_embed_2d, rope_freqs + rope. */
+Test(ops_image, thread_invariance) {
+#ifdef _OPENMP
+    const int saved = omp_get_max_threads();
+    float *res[2][5] = {{0}};
+    int64_t len[5] = {0};
+    ds_safetensors *cst = ds_test_open("ops/conv2d.safetensors");
+    ds_safetensors *gst = ds_test_open("ops/groupnorm.safetensors");
+    ds_safetensors *rst = ds_test_open("ops/rope.safetensors");
+    ds_tensor cx, cw, cb, cref, gx, gw, gb, gref, ids, rc, rs, rx, rref;
+    float *bufs[] = {ds_test_read_f32(cst, "case4.x", &cx), ds_test_read_f32(cst, "case4.w", &cw),
+                     ds_test_read_f32(cst, "case4.bias", &cb), ds_test_read_f32(cst, "case4.out", &cref),
+                     ds_test_read_f32(gst, "case0.x", &gx), ds_test_read_f32(gst, "case0.weight", &gw),
+                     ds_test_read_f32(gst, "case0.bias", &gb), ds_test_read_f32(gst, "case0.out", &gref),
+                     ds_test_read_f32(rst, "case1.ids", &ids), ds_test_read_f32(rst, "case1.cos", &rc),
+                     ds_test_read_f32(rst, "case1.sin", &rs), ds_test_read_f32(rst, "case1.x", &rx),
+                     ds_test_read_f32(rst, "case1.out", &rref)};
+    const int axes[3] = {8, 12, 12};
+    size_t sb = ds_op_conv2d_scratch_bytes(cx.shape[1], cx.shape[2], cx.shape[3], 3, 1);
+    float *scratch = malloc(sb);
+    cr_assert_not_null(scratch);
+    len[0] = ds_tensor_numel(&cref), len[1] = ds_tensor_numel(&gref), len[2] = 12 * 18 * 40;
+    len[3] = 2 * ds_tensor_numel(&rc), len[4] = ds_tensor_numel(&rref);
+    for (int run = 0; run < 2; run++) {
+        omp_set_num_threads(run == 0 ? 1 : 3);
+        for (int j = 0; j < 5; j++) res[run][j] = poisoned(len[j]);
+        ds_err err;
+        ds_err_clear(&err);
+        ds_tensor o0 = ds_tensor_make(res[run][0], DS_F32, 4, cref.shape);
+        cr_assert_eq(ds_op_conv2d(&o0, &cx, &cw, &cb, 1, scratch, sb, &err), DS_OK, "%s", err.msg);
+        ds_tensor o1 = ds_tensor_make(res[run][1], DS_F32, 4, gref.shape);
+        cr_assert_eq(ds_op_groupnorm(&o1, &gx, 32, &gw, &gb, 1e-6f, &err), DS_OK, "%s", err.msg);
+        ds_tensor o2 = ds_tensor_f32(res[run][2], 2, 12 * 18, 40);
+        cr_assert_eq(ds_op_pos_embed_2d(&o2, 12, 18, 64.0, 2.0, &err), DS_OK, "%s", err.msg);
+        ds_tensor oc = ds_tensor_make(res[run][3], DS_F32, 2, rc.shape);
+        ds_tensor os = ds_tensor_make(res[run][3] + ds_tensor_numel(&rc), DS_F32, 2, rc.shape);
+        cr_assert_eq(ds_op_rope_freqs(&oc, &os, &ids, axes, 3, 10000.0, &err), DS_OK, "%s", err.msg);
+        ds_tensor o4 = ds_tensor_make(res[run][4], DS_F32, 4, rx.shape);
+        cr_assert_eq(ds_op_rope(&o4, &rx, &oc, &os, &err), DS_OK, "%s", err.msg);
+    }
+    omp_set_num_threads(saved);
+    const char *names[5] = {"conv2d", "groupnorm", "pos_embed_2d", "rope_freqs", "rope"};
+    for (int j = 0; j < 5; j++)
+        cr_assert(memcmp(res[0][j], res[1][j], (size_t)len[j] * sizeof(float)) == 0, "%s: 3 threads differ from 1",
+                  names[j]);
+    check(res[1][0], bufs[3], len[0], "conv2d 3 threads");
+    check(res[1][1], bufs[7], len[1], "groupnorm 3 threads");
+    check(res[1][4], bufs[12], len[4], "rope 3 threads");
+    for (int j = 0; j < 5; j++) free(res[0][j]), free(res[1][j]);
+    for (size_t j = 0; j < sizeof bufs / sizeof bufs[0]; j++) free(bufs[j]);
+    free(scratch);
+    ds_safetensors_close(cst), ds_safetensors_close(gst), ds_safetensors_close(rst);
+#else
+    cr_skip_test("built without OpenMP");
+#endif
 }
 
 /* ---- error paths ----------------------------------------------------------------------------- */
