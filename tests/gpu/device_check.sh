@@ -87,7 +87,7 @@ jobs="$(nproc 2>/dev/null || echo 4)"
 build_ok=0
 note "configure $build"
 if timeout "$(left 90)" cmake -S "$repo" -B "$build" -DDS_CUDA=ON -DDS_WERROR=ON -DCMAKE_BUILD_TYPE=Release \
-        "${cmake_paths[@]}" >"$logs/configure.log" 2>&1; then
+        ${cmake_paths[@]+"${cmake_paths[@]}"} >"$logs/configure.log" 2>&1; then
     note "build with $jobs jobs"
     if timeout "$(left 240)" cmake --build "$build" -j "$jobs" >"$logs/build.log" 2>&1; then
         build_ok=1
