@@ -82,8 +82,8 @@ ds_status ds_op_rope(ds_tensor *out, const ds_tensor *x, const ds_tensor *cos, c
 ds_status ds_op_rope_freqs(ds_tensor *cos, ds_tensor *sin, const ds_tensor *ids, const int *axes_dim, int n_axes,
                            double theta, ds_err *err);
 
-/* diffusers get_timestep_embedding: t [B] -> out [B, C] (C even).
- * half = C/2, f_k = exp(-ln(max_period)·k / (half - downscale_freq_shift)), a = scale·t·f_k (fp32),
+/* diffusers get_timestep_embedding: t [B] -> out [B, C], C >= 2 (odd C gets one zero last column, as
+ * diffusers pads). DS_ERR_INVALID_ARG if C/2 == downscale_freq_shift. half = C/2, f_k = exp(-ln(max_period)·k / (half - downscale_freq_shift)), a = scale·t·f_k (fp32),
  * out = [sin(a), cos(a)], or [cos(a), sin(a)] when flip_sin_to_cos. */
 ds_status ds_op_timestep_embedding(ds_tensor *out, const ds_tensor *t, int flip_sin_to_cos,
                                    float downscale_freq_shift, float scale, float max_period, ds_err *err);
@@ -91,7 +91,8 @@ ds_status ds_op_timestep_embedding(ds_tensor *out, const ds_tensor *t, int flip_
 /* diffusers get_2d_sincos_pos_embed: out [Hp*Wp, D] (D % 4 == 0) for a grid of Hp rows × Wp cols,
  * positions x_j = j / (Wp / base_size) / interpolation_scale (rows likewise); the first D/2 columns
  * encode the column (x) coordinate, the rest the row (y), each half [sin, cos] with
- * ω_k = 10000^(-k/(D/4)) in fp64, rounded once to f32. */
+ * ω_k = 10000^(-k/(D/4)) in fp64, rounded once to f32. Positions are computed in f32 and then promoted
+ * to fp64, exactly as diffusers does (this makes the table bit-exact). */
 ds_status ds_op_pos_embed_2d(ds_tensor *out, int64_t hp, int64_t wp, double base_size, double interpolation_scale,
                              ds_err *err);
 
@@ -99,7 +100,8 @@ ds_status ds_op_pos_embed_2d(ds_tensor *out, int64_t hp, int64_t wp, double base
 
 /* conv2d, stride 1, square kernel k in {1, 3} with padding (k-1)/2 given as `padding` (0 or 1):
  * x [B, Cin, H, W], w [Cout, Cin, k, k], bias [Cout] or NULL -> out [B, Cout, Ho, Wo].
- * Implemented as im2col + sgemm; `scratch` of ds_op_conv2d_scratch_bytes(...) bytes (caller-owned). */
+ * Implemented as im2col + sgemm; `scratch` of ds_op_conv2d_scratch_bytes(...) bytes (caller-owned).
+ * A 1x1 kernel with padding 0 needs no im2col: the size is then 0 and scratch may be NULL. */
 size_t ds_op_conv2d_scratch_bytes(int64_t cin, int64_t h, int64_t w, int64_t k, int64_t padding);
 ds_status ds_op_conv2d(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias, int padding,
                        void *scratch, size_t scratch_bytes, ds_err *err);

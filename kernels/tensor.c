@@ -86,7 +86,8 @@ ds_status ds_tensor_check_f32(const ds_tensor *t, int ndim, const char *what, ds
     if (t->dtype != DS_F32)
         return DS_FAIL(err, DS_ERR_UNSUPPORTED, "%s: dtype %s, the CPU backend computes in f32", what,
                        ds_dtype_name(t->dtype));
-    if (t->device.kind != DS_DEVICE_CPU) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: tensor is not on the CPU", what);
+    if (t->device.kind != DS_DEVICE_CPU)
+        return DS_FAIL(err, DS_ERR_UNSUPPORTED, "%s: tensor is on a device the CPU backend cannot read", what);
     if (ndim >= 0 && t->ndim != ndim) {
         char b[96];
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: expected %d dims, got %s", what, ndim,

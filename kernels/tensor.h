@@ -69,7 +69,8 @@ int64_t ds_tensor_rows(const ds_tensor *t);
 const char *ds_tensor_shape_str(const ds_tensor *t, char *buf, int len);
 
 /* Check that t is a contiguous f32 tensor on the CPU with the given ndim (-1: any). `what` names the
- * argument in the error message ("x", "weight"). */
+ * argument in the error message ("x", "weight"). Errors: DS_ERR_INVALID_ARG (missing, wrong ndim, not
+ * contiguous), DS_ERR_UNSUPPORTED (dtype other than f32, or not on the CPU). */
 ds_status ds_tensor_check_f32(const ds_tensor *t, int ndim, const char *what, ds_err *err);
 
 #ifdef __cplusplus

@@ -37,6 +37,22 @@ def randn(g, *shape, scale=1.0):
     return torch.randn(*shape, generator=g, dtype=torch.float32) * scale
 
 
+def _canonicalize_header(path):
+    """Rewrite the JSON header with sorted keys (safetensors writes metadata in hash order), padded with
+    spaces to a multiple of 8, so a rerun produces a byte-identical file. data_offsets are relative to the
+    data buffer, so they do not change."""
+    import json
+    import struct
+    with open(path, "rb") as f:
+        blob = f.read()
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * ((-len(text)) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + blob[8 + n:])
+
+
 def save(relpath, tensors, meta):
     """Write tests/data/<relpath> with float32 contiguous tensors and string metadata."""
     path = os.path.join(DATA, relpath)
@@ -46,4 +62,5 @@ def save(relpath, tensors, meta):
     md["generator"] = "tools/" + os.path.basename(sys.argv[0])
     md.update(versions())
     save_file(out, path, metadata=md)
+    _canonicalize_header(path)
     print(f"wrote {relpath}: {len(out)} tensors, {os.path.getsize(path)} bytes")
