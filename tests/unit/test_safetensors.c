@@ -2,6 +2,7 @@
  * empty tensors, unaligned data, padded header, lookups) and malformed images (each asserting the
  * status and a distinctive part of the message), in memory and through files on disk. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -497,4 +498,38 @@ Test(safetensors_file, open_nonexistent_is_io) {
     /* a directory is not a safetensors file */
     cr_assert_eq(ds_safetensors_open("/tmp", &st, &err), DS_ERR_IO);
     cr_assert(strstr(err.msg, "not a regular file"), "%s", err.msg);
+}
+
+/* ---- the committed fuzz seed corpus (tests/fuzz/corpus): valid_* parse, bad_* are rejected ---- */
+
+Test(safetensors_file, fuzz_corpus_regression) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/../fuzz/corpus", DS_TEST_DATA_DIR);
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "cannot open %s", dir);
+    int n_valid = 0, n_bad = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        int valid = strncmp(e->d_name, "valid_", 6) == 0, bad = strncmp(e->d_name, "bad_", 4) == 0;
+        if (!valid && !bad) continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ds_safetensors *st = NULL;
+        ds_err err;
+        ds_status s = ds_safetensors_open(path, &st, &err);
+        if (valid) {
+            cr_assert_eq(s, DS_OK, "%s: %s", e->d_name, err.msg);
+            for (int64_t i = 0; i < ds_safetensors_count(st); i++)
+                cr_assert_eq(ds_safetensors_find(st, ds_safetensors_at(st, i)->name), ds_safetensors_at(st, i));
+            n_valid++;
+        } else {
+            cr_assert_eq(s, DS_ERR_FORMAT, "%s: expected a format error, got %s (%s)", e->d_name, ds_status_name(s),
+                         err.msg);
+            cr_assert_null(st);
+            n_bad++;
+        }
+        ds_safetensors_close(st);
+    }
+    closedir(d);
+    cr_assert_geq(n_valid, 4);
+    cr_assert_geq(n_bad, 8);
 }
