@@ -87,7 +87,8 @@ extern "C" ds_status ds_cuda_linear(ds_cuda_lt *lt, ds_dtype dtype, void *d_out,
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_cuda_linear: bad dtype %d", (int)dtype);
     if (M == 0 || N == 0) return DS_OK;
     if (!d_out || !d_x || !d_w) return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_cuda_linear: NULL out, x or w");
-    const uint32_t es = (uint32_t)ds_dtype_size(dtype);
+    // (No ds_dtype_* calls here: libds_kernels_cuda.a comes after libds_kernels.a on link lines.)
+    const uint32_t es = dtype == DS_F32 ? 4u : 2u;
     if (ptr_alignment(d_out) < es || ptr_alignment(d_x) < es || ptr_alignment(d_w) < es)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_cuda_linear: out, x or w not aligned to its %u-byte elements", es);
     // The alignment preferences below do not cover the epilogue's bias pointer, and a kernel may
@@ -156,7 +157,7 @@ extern "C" ds_status ds_cuda_linear(ds_cuda_lt *lt, ds_dtype dtype, void *d_out,
         }
         if (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && found == 0)) {
             st = DS_FAIL(err, DS_ERR_UNSUPPORTED, "ds_cuda_linear: no cuBLASLt algorithm for %s M=%lld K=%lld N=%lld%s",
-                         ds_dtype_name(dtype), (long long)M, (long long)K, (long long)N, d_bias ? " +bias" : "");
+                         dtype == DS_F32 ? "f32" : "bf16", (long long)M, (long long)K, (long long)N, d_bias ? " +bias" : "");
             goto done;
         }
         LT_TRY(hs);
