@@ -520,6 +520,8 @@ ds_status ds_weights_open(const char *dir, ds_weights **out, ds_err *err) {
 
 typedef struct dd_comp_slot {
     const char   *name;    /* key in the model_index tree */
+    const char   *library; /* its [library, class] strings (in the tree) */
+    const char   *class_name;
     ds_component *loaded;  /* NULL until requested */
 } dd_comp_slot;
 
@@ -575,7 +577,15 @@ ds_status ds_diffusers_open(const char *dir, ds_diffusers **out, ds_err *err) {
         if (!pipe->comps) s = DS_FAIL(err, DS_ERR_OOM, "%s: out of memory", path);
     }
     for (const cJSON *it = pipe && pipe->index ? pipe->index->child : NULL; s == DS_OK && it; it = it->next) {
-        if (!it->string || it->string[0] == '_') continue;
+        if (!it->string) continue;
+        /* Duplicate keys are ambiguous (cJSON keeps both): reject them. */
+        for (const cJSON *prev = pipe->index->child; prev != it; prev = prev->next)
+            if (prev->string && strcmp(prev->string, it->string) == 0) {
+                s = DS_FAIL(err, DS_ERR_FORMAT, "%s: key '%s' appears twice", path, it->string);
+                break;
+            }
+        if (s != DS_OK) break;
+        if (it->string[0] == '_') continue;
         if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2) continue; /* plain key (id2label, flags) */
         const cJSON *lib = it->child, *cls = it->child->next;
         bool lib_null = cJSON_IsNull(lib), cls_null = cJSON_IsNull(cls);
@@ -589,17 +599,12 @@ ds_status ds_diffusers_open(const char *dir, ds_diffusers **out, ds_err *err) {
             }
             continue; /* a 2-element array of something else: a plain key */
         }
-        for (int i = 0; i < pipe->n_comps; i++)
-            if (strcmp(pipe->comps[i].name, it->string) == 0) {
-                s = DS_FAIL(err, DS_ERR_FORMAT, "%s: component '%s' listed twice", path, it->string);
-                break;
-            }
-        if (s != DS_OK) break;
         if (!dd_plain_name(it->string)) {
             s = DS_FAIL(err, DS_ERR_FORMAT, "%s: component name '%s' is not a plain directory name", path, it->string);
             break;
         }
-        pipe->comps[pipe->n_comps++].name = it->string;
+        pipe->comps[pipe->n_comps++] =
+            (dd_comp_slot){.name = it->string, .library = lib->valuestring, .class_name = cls->valuestring};
     }
     free(path);
     if (s != DS_OK) {
@@ -646,10 +651,9 @@ ds_status ds_diffusers_component(ds_diffusers *pipe, const char *name, const ds_
     }
     ds_component *c = calloc(1, sizeof *c);
     if (!c) return DS_FAIL(err, DS_ERR_OOM, "%s: out of memory", pipe->dir);
-    const cJSON *entry = cJSON_GetObjectItemCaseSensitive(pipe->index, name);
     c->name = slot->name;
-    c->library = entry->child->valuestring;
-    c->class_name = entry->child->next->valuestring;
+    c->library = slot->library;
+    c->class_name = slot->class_name;
     char *cpath = dd_join(pipe->dir, name);
     c->path = cpath;
     ds_status s = cpath ? DS_OK : DS_FAIL(err, DS_ERR_OOM, "%s: out of memory", pipe->dir);

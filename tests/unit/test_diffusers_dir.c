@@ -359,6 +359,8 @@ Test(diffusers_dir_bad, malformed_model_index) {
                "component 'vae' must be [library, class] strings or [null, null]");
     put_str("model_index.json", "{\"_class_name\": \"P\", \"..\": [\"diffusers\", \"AutoencoderKL\"]}");
     expect_err(ds_diffusers_open(g_root, &pipe, &err), DS_ERR_FORMAT, &err, "not a plain directory name");
+    put_str("model_index.json", "{\"_class_name\": \"P\", \"vae\": [null, null], \"vae\": [\"diffusers\", \"X\"]}");
+    expect_err(ds_diffusers_open(g_root, &pipe, &err), DS_ERR_FORMAT, &err, "key 'vae' appears twice");
     put_str("model_index.json", "[\"DiTPipeline\"]");
     expect_err(ds_diffusers_open(g_root, &pipe, &err), DS_ERR_FORMAT, &err, "not an object");
     cr_assert_null(pipe);
