@@ -1,106 +1,51 @@
 /* attention.c - CPU scaled-dot-product attention (ds_op_attention) with caller-owned scratch.
  *
- * Work is split into tasks (b, h, tile of DS_ATTN_TQ query rows), distributed over OpenMP threads
- * with a static schedule, so consecutive tiles of one head land on the same thread. For each task:
- *   1. Kt [d, Nk] = k[b, :, h, :]ᵀ is packed into the thread's scratch slice (skipped when the
- *      thread's previous task had the same (b, h)),
- *   2. S [tq, Nk] = q_tile · Kt, four query rows at a time over blocks of DS_ATTN_KB keys, so the
- *      inner loop is a unit-stride axpy that vectorizes without reassociation,
- *   3. each row: S·scale + mask, max-subtracted exp (sum in double), then
- *      out row = (Σ_j p_j · v[b, j, h, :]) / Σ_j p_j, again four rows per pass over v.
- * The scores never exceed one tile, so memory is O(threads · (d + tq) · Nk) for any sequence length.
- * No BLAS here on purpose: the pthread OpenBLAS build runs its own thread pool, and calling it from
- * inside an OpenMP team oversubscribes the cores; these loops keep the threading in one place.
- * Results do not depend on the thread count: every output row is computed by the same sequence of
- * float operations whichever thread runs it. */
+ * Work is split into tasks (b, h, tile of up to DS_ATTN_TQ query rows). For each task, in the
+ * [B, N, H, d] layout as given (a head is a matrix with row stride H·d, so nothing is copied):
+ *   1. S [tq, Nk] = q_tile · k_headᵀ            (OpenBLAS sgemm, S in the thread's scratch slice)
+ *   2. each row: S·scale + mask, max-subtracted exp, sum in double; a fully masked row (all −inf)
+ *      gives a zero output row, as PyTorch's SDPA does
+ *   3. out_tile [tq, d] = P · v_head            (sgemm straight into out), rows scaled by 1/Σ.
+ * Scores never exceed one tile, so memory is O(threads · tq · Nk) for any sequence length.
+ *
+ * Threading: tasks run on an OpenMP team, one scratch slice per thread, except when OpenBLAS is the
+ * pthreads build with more than one thread (openblas_get_parallel() == 1): that build runs its own
+ * thread pool inside every sgemm, and sgemm calls from several OpenMP threads at once oversubscribe
+ * the cores and serialize on the pool (measured 30x slower on 2 cores), so then the tasks run on one
+ * thread and OpenBLAS threads each product. OpenBLAS splits a product over rows/columns of the
+ * result, never over the reduction, so every output element sees the same float operations
+ * whichever thread runs it: the result does not depend on the thread count. */
+#include <cblas.h>
 #include <math.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "cpu/cpu_util.h"
 #include "ops.h"
 
-#define DS_ATTN_TQ 32   /* query rows per task */
-#define DS_ATTN_KB 512  /* keys per block of the score product (Kt block ~ d·KB floats stays in L2) */
+#define DS_ATTN_TQ 64    /* query rows per task */
 #define DS_ATTN_ALIGN 16 /* floats: 64-byte alignment of the scratch slices */
 
-static int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
-
-/* Floats of one thread's slice: Kt [d, Nk] then S [tq, Nk], each 64-byte aligned. */
-static int64_t slice_floats(int64_t nq, int64_t nk, int64_t d) {
+/* Floats of one thread's slice: S [tq, Nk], rounded to 64 bytes. */
+static int64_t slice_floats(int64_t nq, int64_t nk) {
     const int64_t tq = nq < DS_ATTN_TQ ? nq : DS_ATTN_TQ;
-    return round_up(d * nk, DS_ATTN_ALIGN) + round_up(tq * nk, DS_ATTN_ALIGN);
+    return (tq * nk + DS_ATTN_ALIGN - 1) / DS_ATTN_ALIGN * DS_ATTN_ALIGN;
 }
 
-/* Scratch for one call: one slice per OpenMP thread (omp_get_max_threads() at the time of this
- * call) plus 64 bytes to align the base. If a later call runs with more threads than were planned
- * for, ds_op_attention uses only as many threads as the scratch has slices. Returns 0 for negative
- * sizes. */
+/* Scratch for one call: one slice of min(Nq, 64)·Nk floats per OpenMP thread
+ * (omp_get_max_threads() at the time of this call), plus 64 bytes to align the base. If a later
+ * call may use more threads than were planned for, ds_op_attention uses only as many threads as the
+ * scratch has slices. d does not enter today (kept for backends that stage q/k/v tiles). Returns 0
+ * for negative sizes. */
 size_t ds_op_attention_scratch_bytes(int64_t nq, int64_t nk, int64_t d) {
     if (nq < 0 || nk < 0 || d < 0) return 0;
     const int64_t nt = ds_cpu_max_threads();
-    return (size_t)(nt * slice_floats(nq, nk, d)) * sizeof(float) + DS_ATTN_ALIGN * sizeof(float);
-}
-
-/* s_i[j] += Σ_c q_i[c]·Kt[c, j] for j in [j0, j1), rows i < nr (1..4). */
-static void scores_block(float *const *s, const float *const *q, int nr, const float *kt, int64_t nk, int64_t d,
-                         int64_t j0, int64_t j1) {
-    if (nr == 4) {
-        float *restrict s0 = s[0], *restrict s1 = s[1], *restrict s2 = s[2], *restrict s3 = s[3];
-        for (int64_t c = 0; c < d; c++) {
-            const float a0 = q[0][c], a1 = q[1][c], a2 = q[2][c], a3 = q[3][c];
-            const float *restrict kr = kt + c * nk;
-            for (int64_t j = j0; j < j1; j++) {
-                const float kv = kr[j];
-                s0[j] += a0 * kv;
-                s1[j] += a1 * kv;
-                s2[j] += a2 * kv;
-                s3[j] += a3 * kv;
-            }
-        }
-    } else {
-        for (int i = 0; i < nr; i++) {
-            float *restrict si = s[i];
-            for (int64_t c = 0; c < d; c++) {
-                const float a = q[i][c];
-                const float *restrict kr = kt + c * nk;
-                for (int64_t j = j0; j < j1; j++) si[j] += a * kr[j];
-            }
-        }
-    }
-}
-
-/* o_i[:d] += Σ_j p_i[j]·v_j[:d] over all keys, rows i < nr (1..4); v_j = v + j·vs. */
-static void pv_rows(float *const *o, const float *const *p, int nr, const float *v, int64_t vs, int64_t nk,
-                    int64_t d) {
-    if (nr == 4) {
-        float *restrict o0 = o[0], *restrict o1 = o[1], *restrict o2 = o[2], *restrict o3 = o[3];
-        for (int64_t j = 0; j < nk; j++) {
-            const float p0 = p[0][j], p1 = p[1][j], p2 = p[2][j], p3 = p[3][j];
-            const float *restrict vr = v + j * vs;
-            for (int64_t c = 0; c < d; c++) {
-                const float vv = vr[c];
-                o0[c] += p0 * vv;
-                o1[c] += p1 * vv;
-                o2[c] += p2 * vv;
-                o3[c] += p3 * vv;
-            }
-        }
-    } else {
-        for (int i = 0; i < nr; i++) {
-            float *restrict oi = o[i];
-            for (int64_t j = 0; j < nk; j++) {
-                const float pj = p[i][j];
-                const float *restrict vr = v + j * vs;
-                for (int64_t c = 0; c < d; c++) oi[c] += pj * vr[c];
-            }
-        }
-    }
+    return (size_t)(nt * slice_floats(nq, nk)) * sizeof(float) + DS_ATTN_ALIGN * sizeof(float);
 }
 
 /* Turn a score row into unnormalized probabilities in place: s = exp(s·scale + m − max).
- * Returns 1/Σ (0 when every entry is −inf, i.e. the row is fully masked: its output is zero, as
- * PyTorch's math SDPA does). */
+ * Returns 1/Σ, or 0 when every entry is −inf (fully masked row: its output is zero). */
 static float softmax_row(float *restrict s, const float *restrict m, int64_t nk, float scale) {
     float mx = -INFINITY;
     if (m) {
@@ -125,6 +70,9 @@ static float softmax_row(float *restrict s, const float *restrict m, int64_t nk,
     }
     return (float)(1.0 / sum);
 }
+
+/* True when OpenBLAS threads each call itself with a pthread pool (see the file comment). */
+static int blas_runs_own_pool(void) { return openblas_get_parallel() == 1 && openblas_get_num_threads() > 1; }
 
 ds_status ds_op_attention(ds_tensor *out, const ds_tensor *q, const ds_tensor *k, const ds_tensor *v,
                           const ds_tensor *mask, float scale, void *scratch, size_t scratch_bytes, ds_err *err) {
@@ -156,6 +104,9 @@ ds_status ds_op_attention(ds_tensor *out, const ds_tensor *q, const ds_tensor *k
     if (ds_cpu_overlap(out, q) || ds_cpu_overlap(out, k) || ds_cpu_overlap(out, v) ||
         (mask && ds_cpu_overlap(out, mask)))
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "attention: out must not alias q, k, v or mask");
+    if (H * d > INT_MAX || nk > INT_MAX || (nq < DS_ATTN_TQ ? nq : DS_ATTN_TQ) * nk > INT_MAX)
+        return DS_FAIL(err, DS_ERR_UNSUPPORTED, "attention: H·d = %lld or Nk = %lld exceeds the 32-bit BLAS interface",
+                       (long long)(H * d), (long long)nk);
     if (B == 0 || nq == 0 || H == 0 || d == 0) return DS_OK;
     if (nk == 0) { /* empty key set: the weighted sum over no values is zero */
         memset(out->data, 0, (size_t)ds_tensor_nbytes(out));
@@ -163,25 +114,24 @@ ds_status ds_op_attention(ds_tensor *out, const ds_tensor *q, const ds_tensor *k
     }
 
     /* Carve the scratch into per-thread slices. */
-    const int64_t slice = slice_floats(nq, nk, d);
+    const int64_t slice = slice_floats(nq, nk);
     const uintptr_t base = ((uintptr_t)scratch + 63u) & ~(uintptr_t)63u;
     const size_t pad = scratch ? (size_t)(base - (uintptr_t)scratch) : 0;
     const size_t usable = scratch && scratch_bytes > pad ? scratch_bytes - pad : 0;
     const int64_t have_slices = (int64_t)(usable / ((size_t)slice * sizeof(float)));
     if (have_slices < 1)
         return DS_FAIL(err, DS_ERR_INVALID_ARG,
-                       "attention: scratch of %zu bytes is too small: one thread needs %zu (Nq %lld, Nk %lld, d %lld);"
+                       "attention: scratch of %zu bytes is too small: one thread needs %zu (Nq %lld, Nk %lld);"
                        " size it with ds_op_attention_scratch_bytes",
-                       scratch_bytes, (size_t)slice * sizeof(float) + 64, (long long)nq, (long long)nk, (long long)d);
+                       scratch_bytes, (size_t)slice * sizeof(float) + 64, (long long)nq, (long long)nk);
     float *const slices = (float *)base;
 
-    const int64_t tq_max = nq < DS_ATTN_TQ ? nq : DS_ATTN_TQ;
     const int64_t ntiles = (nq + DS_ATTN_TQ - 1) / DS_ATTN_TQ;
     const int64_t ntasks = B * H * ntiles;
     int64_t nthreads = ds_cpu_max_threads();
     if (nthreads > have_slices) nthreads = have_slices;
     if (nthreads > ntasks) nthreads = ntasks;
-    if ((double)B * (double)H * (double)nq * (double)nk * (double)d < 65536.0) nthreads = 1;
+    if (blas_runs_own_pool() || (double)B * (double)H * (double)nq * (double)nk * (double)d < 65536.0) nthreads = 1;
     const float sc = scale > 0.0f ? scale : (float)(1.0 / sqrt((double)d));
     const int64_t row = H * d; /* stride between consecutive tokens of q/k/v/out */
     const float *qs = (const float *)q->data, *ks = (const float *)k->data, *vs = (const float *)v->data;
@@ -190,58 +140,30 @@ ds_status ds_op_attention(ds_tensor *out, const ds_tensor *q, const ds_tensor *k
 
 #pragma omp parallel num_threads((int)nthreads)
     {
-        float *kt = slices + (int64_t)ds_cpu_thread_num() * slice;   // [d, Nk]
-        float *S = kt + round_up(d * nk, DS_ATTN_ALIGN);            // [tq, Nk]
-        int64_t cur_bh = -1;
+        float *S = slices + (int64_t)ds_cpu_thread_num() * slice; // [tq, Nk]
 #pragma omp for schedule(static)
         for (int64_t task = 0; task < ntasks; task++) {
             const int64_t bh = task / ntiles, tile = task % ntiles;
             const int64_t b = bh / H, h = bh % H;
             const int64_t r0 = tile * DS_ATTN_TQ;
-            const int64_t nr = nq - r0 < tq_max ? nq - r0 : tq_max;
-            if (bh != cur_bh) { /* Kt[c, j] = k[b, j, h, c] */
-                const float *kb = ks + b * nk * row + h * d;
-                for (int64_t j = 0; j < nk; j++) {
-                    const float *kr = kb + j * row;
-                    for (int64_t c = 0; c < d; c++) kt[c * nk + j] = kr[c];
-                }
-                cur_bh = bh;
-            }
-            memset(S, 0, (size_t)(nr * nk) * sizeof(float));
-            const float *qb = qs + (b * nq + r0) * row + h * d; // q[b, r0, h, :]
-            float *ob = os + (b * nq + r0) * row + h * d;       // out[b, r0, h, :]
+            const int64_t nr = nq - r0 < DS_ATTN_TQ ? nq - r0 : DS_ATTN_TQ;
+            const float *qb = qs + (b * nq + r0) * row + h * d; // q[b, r0.., h, :]: [nr, d], row stride H·d
+            const float *kb = ks + b * nk * row + h * d;        // k[b, :, h, :]:    [Nk, d]
+            const float *vb = vs + b * nk * row + h * d;        // v[b, :, h, :]:    [Nk, d]
+            float *ob = os + (b * nq + r0) * row + h * d;       // out[b, r0.., h, :]: [nr, d]
             const float *mrow0 = NULL;                           // mask[b|0, h|0, r0, :]
             if (ms) mrow0 = ms + (((mb == 1 ? 0 : b) * mh + (mh == 1 ? 0 : h)) * nq + r0) * nk;
 
-            for (int64_t j0 = 0; j0 < nk; j0 += DS_ATTN_KB) {
-                const int64_t j1 = j0 + DS_ATTN_KB < nk ? j0 + DS_ATTN_KB : nk;
-                for (int64_t i = 0; i < nr; i += 4) {
-                    const int g = nr - i < 4 ? (int)(nr - i) : 4;
-                    float *sp[4];
-                    const float *qp[4];
-                    for (int t = 0; t < g; t++) {
-                        sp[t] = S + (i + t) * nk;
-                        qp[t] = qb + (i + t) * row;
-                    }
-                    scores_block(sp, qp, g, kt, nk, d, j0, j1);
-                }
-            }
+            /* S[nr, Nk] = q_tile · k_headᵀ */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nk, (int)d, 1.0f, qb, (int)row, kb,
+                        (int)row, 0.0f, S, (int)nk);
             float inv[DS_ATTN_TQ];
             for (int64_t i = 0; i < nr; i++) inv[i] = softmax_row(S + i * nk, mrow0 ? mrow0 + i * nk : NULL, nk, sc);
-            const float *vb = vs + b * nk * row + h * d; // v[b, 0, h, :]
-            for (int64_t i = 0; i < nr; i += 4) {
-                const int g = nr - i < 4 ? (int)(nr - i) : 4;
-                float *op4[4];
-                const float *pp[4];
-                for (int t = 0; t < g; t++) {
-                    op4[t] = ob + (i + t) * row;
-                    pp[t] = S + (i + t) * nk;
-                    memset(op4[t], 0, (size_t)d * sizeof(float));
-                }
-                pv_rows(op4, pp, g, vb, row, nk, d);
-                for (int t = 0; t < g; t++)
-                    for (int64_t c = 0; c < d; c++) op4[t][c] *= inv[i + t];
-            }
+            /* out_tile[nr, d] = P[nr, Nk] · v_head[Nk, d] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)d, (int)nk, 1.0f, S, (int)nk, vb,
+                        (int)row, 0.0f, ob, (int)row);
+            for (int64_t i = 0; i < nr; i++)
+                for (int64_t c = 0; c < d; c++) ob[i * row + c] *= inv[i];
         }
     }
     return DS_OK;

@@ -5,6 +5,7 @@
  *
  * Bound everywhere: relative error ||out-ref||/||ref|| <= 1e-5 and every element within
  * 1e-6 + 1e-5·|ref|. Outputs are poisoned with NaN before each call so unwritten elements fail. */
+#include <cblas.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -372,7 +373,8 @@ Test(ops_attention, long_keys) { run_attention_file("ops/attention_longk.safeten
 
 /* The result must not depend on the thread count (bitwise: rows are computed identically whichever
  * thread runs them), and a scratch planned for one thread must still work, with fewer threads,
- * when more are available. */
+ * when more are available. OpenBLAS is set to one thread for the multi-thread run so the op takes
+ * its OpenMP path (with a pthreads OpenBLAS pool it would run tasks on one thread, see attention.c). */
 Test(ops_attention, thread_invariance) {
     ds_safetensors *st = ds_test_open("ops/attention_long.safetensors");
     ds_tensor q, k, v, ref, o1, o2;
@@ -389,6 +391,8 @@ Test(ops_attention, thread_invariance) {
     void *s1 = malloc(sb1);
     cr_assert_eq(ds_op_attention(&o1, &q, &k, &v, NULL, 0.0f, s1, sb1, &err), DS_OK, "%s", err.msg);
 #ifdef _OPENMP
+    const int saved_blas = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     omp_set_num_threads(3);
     size_t sb3 = ds_op_attention_scratch_bytes(q.shape[1], k.shape[1], q.shape[3]);
     cr_assert(sb3 > sb1, "scratch should grow with the thread count (%zu vs %zu)", sb3, sb1);
@@ -401,6 +405,7 @@ Test(ops_attention, thread_invariance) {
     cr_assert_arr_eq(d1, d2, (size_t)ds_tensor_numel(&ref) * sizeof(float), "small scratch differs");
     free(s3);
     omp_set_num_threads(saved);
+    openblas_set_num_threads(saved_blas);
 #endif
     close_named(d1, rd, ds_tensor_numel(&ref), "attention 1 thread");
     free(s1), free(qd), free(kd), free(vd), free(rd), free(d1), free(d2);
