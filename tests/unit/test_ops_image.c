@@ -51,7 +51,7 @@ Test(ops_image, rope) {
     int ncases = (int)ds_test_meta_num(st, "ncases");
     cr_assert_eq(ncases, 3);
     for (int i = 0; i < ncases; i++) {
-        char k[64], what[64];
+        char k[64], what[160];
         ds_tensor ids, cref, sref, x, oref;
         float *idp = ds_test_read_f32(st, key(k, sizeof k, i, "ids"), &ids);
         float *cp = ds_test_read_f32(st, key(k, sizeof k, i, "cos"), &cref);
@@ -107,7 +107,7 @@ Test(ops_image, timestep_embedding) {
     int ncases = (int)ds_test_meta_num(st, "ncases");
     cr_assert_eq(ncases, 5);
     for (int i = 0; i < ncases; i++) {
-        char k[64], what[64];
+        char k[64], what[160];
         ds_tensor t, oref;
         float *tp = ds_test_read_f32(st, key(k, sizeof k, i, "t"), &t);
         float *rp = ds_test_read_f32(st, key(k, sizeof k, i, "out"), &oref);
@@ -284,7 +284,7 @@ Test(ops_image, patchify) {
     int ncases = (int)ds_test_meta_num(st, "ncases");
     cr_assert_eq(ncases, 3);
     for (int i = 0; i < ncases; i++) {
-        char k[64], what[64];
+        char k[64], what[160];
         ds_tensor x, w, b, pref, cref;
         float *xp = ds_test_read_f32(st, key(k, sizeof k, i, "x"), &x);
         float *wp = ds_test_read_f32(st, key(k, sizeof k, i, "w"), &w);

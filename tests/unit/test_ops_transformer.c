@@ -59,7 +59,7 @@ static void close_named(const float *out, const float *ref, int64_t n, const cha
 }
 
 static void check_close(const float *out, const float *ref, int64_t n, const char *op, int c) {
-    char what[64];
+    char what[160];
     snprintf(what, sizeof what, "%s case%d", op, c);
     close_named(out, ref, n, what);
 }
