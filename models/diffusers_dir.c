@@ -83,14 +83,54 @@ static ds_status dd_read_file(const char *path, char **buf, size_t *len, ds_err 
     return DS_OK;
 }
 
+/* Python's json module (and so diffusers' save_config) writes the non-standard tokens NaN, Infinity and
+ * -Infinity, e.g. "lambda_min_clipped": -Infinity in every DPMSolverMultistepScheduler config. cJSON
+ * rejects them, so outside strings they are rewritten to the string DD_NONFINITE "<token>", which
+ * ds_config_get_float maps back. Returns a NUL-terminated malloc'd copy (its length in *len) or NULL. */
+#define DD_NONFINITE "\x01nonfinite:"
+static char *dd_rewrite_nonfinite(const char *text, size_t *len) {
+    static const char *const toks[] = {"-Infinity", "Infinity", "NaN"};
+    size_t n = *len, extra = 0;
+    for (size_t i = 0; i < n; i++)
+        if (text[i] == 'I' || text[i] == 'N') extra += sizeof DD_NONFINITE + 2; /* upper bound per token */
+    char *out = malloc(n + extra + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < n;) {
+        char c = text[i];
+        if (in_str) {
+            out[o++] = c;
+            i++;
+            if (c == '\\' && i < n) out[o++] = text[i++];
+            else if (c == '"') in_str = 0;
+            continue;
+        }
+        if (c == '"') in_str = 1;
+        size_t k = 0;
+        for (; k < 3; k++) {
+            size_t tl = strlen(toks[k]);
+            if (tl <= n - i && !memcmp(text + i, toks[k], tl)) break;
+        }
+        if (k < 3) {
+            o += (size_t)sprintf(out + o, "\"%s%s\"", DD_NONFINITE, toks[k]);
+            i += strlen(toks[k]);
+            continue;
+        }
+        out[o++] = c;
+        i++;
+    }
+    out[o] = '\0';
+    *len = o;
+    return out;
+}
+
 /* Parse JSON text[0..len) into a tree whose root must be an object. */
 static ds_status dd_parse_json(const char *text, size_t len, const char *label, cJSON **out, ds_err *err) {
     *out = NULL;
     if (len && memchr(text, 0, len)) return DS_FAIL(err, DS_ERR_FORMAT, "%s: contains a NUL byte", label);
-    char *copy = malloc(len + 1);
+    char *copy = dd_rewrite_nonfinite(text, &len);
     if (!copy) return DS_FAIL(err, DS_ERR_OOM, "%s: out of memory", label);
-    if (len) memcpy(copy, text, len);
-    copy[len] = '\0';
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(copy, len, &end, 0);
     if (!root) {
@@ -216,6 +256,11 @@ ds_status ds_config_get_float(const ds_config *cfg, const char *key, double def,
     const cJSON *it = dd_cfg_item(cfg, key);
     *out = def;
     if (!it) return DS_OK;
+    if (cJSON_IsString(it) && !strncmp(it->valuestring, DD_NONFINITE, strlen(DD_NONFINITE))) {
+        const char *tok = it->valuestring + strlen(DD_NONFINITE);
+        *out = !strcmp(tok, "NaN") ? NAN : (tok[0] == '-' ? -INFINITY : INFINITY);
+        return DS_OK;
+    }
     if (!cJSON_IsNumber(it))
         return DS_FAIL(err, DS_ERR_FORMAT, "%s: key '%s': expected a number, got %s", cfg->label, key, dd_json_type(it));
     *out = it->valuedouble;

@@ -3,6 +3,7 @@
  * by checkpoint key, config getters, and the error paths (missing/malformed files, missing shard,
  * weight_map naming an absent tensor, .bin-only component). */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -478,4 +479,27 @@ Test(diffusers_dir_bad, bin_only_component) {
     cr_assert_not_null(ds_weights_find(c->weights, "encoder.conv_in.weight"));
     ds_diffusers_close(pipe);
     rm_root();
+}
+
+/* diffusers' save_config writes Python's non-standard JSON tokens (DPM configs carry
+ * "lambda_min_clipped": -Infinity); they read back as floats, and inside strings stay text. */
+Test(diffusers_dir, config_python_nonfinite_tokens) {
+    const char *text = "{\"lambda_min_clipped\": -Infinity, \"big\": Infinity, \"nan\": NaN,"
+                       " \"name\": \"NaN and -Infinity \\\" Infinity\", \"arr\": [1, -Infinity]}";
+    ds_config *cfg = NULL;
+    ds_err err;
+    cr_assert_eq(ds_config_parse(text, strlen(text), "scheduler_config.json", &cfg, &err), DS_OK, "%s", err.msg);
+    double v;
+    cr_assert_eq(ds_config_get_float(cfg, "lambda_min_clipped", 0, &v, &err), DS_OK);
+    cr_assert(isinf(v) && v < 0);
+    cr_assert_eq(ds_config_get_float(cfg, "big", 0, &v, &err), DS_OK);
+    cr_assert(isinf(v) && v > 0);
+    cr_assert_eq(ds_config_get_float(cfg, "nan", 0, &v, &err), DS_OK);
+    cr_assert(isnan(v));
+    const char *s;
+    cr_assert_eq(ds_config_get_string(cfg, "name", NULL, &s, &err), DS_OK);
+    cr_assert_str_eq(s, "NaN and -Infinity \" Infinity");
+    int64_t iv;
+    cr_assert_eq(ds_config_get_int(cfg, "big", 0, &iv, &err), DS_ERR_FORMAT); /* not an integer */
+    ds_config_close(cfg);
 }
