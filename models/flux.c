@@ -11,7 +11,8 @@
  *    MLP columns [D, 4D]: proj_out(cat(attn, mlp)) = attn·Waᵀ + b + mlp·Wmᵀ without materialising the
  *    [B, L, 5D] concatenation (the sum differs from one sgemm only by summation order).
  *  - Every piece takes its scratch from m->act and rewinds it before returning; the arena is sized at load
- *    by running the same allocation helpers on a plan arena for the largest shapes. */
+ *    by running the same allocation helpers on a plan arena for the largest shapes. Buffers dead after the
+ *    attention (q, k) are reused for the output projections. */
 #include "flux.h"
 
 #include <math.h>
@@ -358,8 +359,8 @@ typedef struct fx_double_buf {
     float *nx;           /* [B, N, D] normed image stream */
     float *nc;           /* [B, T, D] normed text stream */
     float *q, *k, *v, *o; /* [B, T+N, H, d] joint sequence, text rows first */
-    float *xa;           /* [B, N, D] image attention / MLP output */
-    float *ca;           /* [B, T, D] text attention / MLP output */
+    float *xa;           /* [B, N, D] image attention / MLP output (reuses q after the attention) */
+    float *ca;           /* [B, T, D] text attention / MLP output (reuses q + B*N*D) */
     float *ffh;          /* [B, max(N, T), 4D] MLP hidden */
     void  *attn;
     size_t attn_bytes;
@@ -377,8 +378,8 @@ static ds_status fx_double_alloc(const ds_flux *m, ds_arena *a, int64_t B, int64
     DS_TRY(fx_take(a, B * L * D, &s->k, err));
     DS_TRY(fx_take(a, B * L * D, &s->v, err));
     DS_TRY(fx_take(a, B * L * D, &s->o, err));
-    DS_TRY(fx_take(a, B * N * D, &s->xa, err));
-    DS_TRY(fx_take(a, B * T * D, &s->ca, err));
+    s->xa = s->q;
+    s->ca = s->q + B * N * D;
     DS_TRY(fx_take(a, B * (N > T ? N : T) * m->cfg.mlp_hidden, &s->ffh, err));
     s->attn_bytes = fx_attn_bytes(m, L);
     return ds_arena_alloc(a, s->attn_bytes, 0, &s->attn, err);
@@ -391,7 +392,7 @@ typedef struct fx_single_buf {
     float *ns;            /* [B, L, D] */
     float *q, *k, *v, *o; /* [B, L, H, d] */
     float *mlp;           /* [B, L, 4D] */
-    float *pa, *pm;       /* [B, L, D] proj_out halves */
+    float *pa, *pm;       /* [B, L, D] proj_out halves (reuse q and k after the attention) */
     void  *attn;
     size_t attn_bytes;
 } fx_single_buf;
@@ -406,8 +407,8 @@ static ds_status fx_single_alloc(const ds_flux *m, ds_arena *a, int64_t B, int64
     DS_TRY(fx_take(a, B * L * D, &s->v, err));
     DS_TRY(fx_take(a, B * L * D, &s->o, err));
     DS_TRY(fx_take(a, B * L * m->cfg.mlp_hidden, &s->mlp, err));
-    DS_TRY(fx_take(a, B * L * D, &s->pa, err));
-    DS_TRY(fx_take(a, B * L * D, &s->pm, err));
+    s->pa = s->q;
+    s->pm = s->k;
     s->attn_bytes = fx_attn_bytes(m, L);
     return ds_arena_alloc(a, s->attn_bytes, 0, &s->attn, err);
 }
@@ -608,6 +609,12 @@ static ds_status fx_gelu(float *x, int64_t n, ds_err *err) {
 
 /* ---- the pieces on raw buffers (inputs already validated) ------------------------------------------- */
 
+/* Inside a piece: stop at the first failing op, then rewind the arena at `done`. */
+#define FX_CHECK(expr)                         \
+    do {                                       \
+        if ((st = (expr)) != DS_OK) goto done; \
+    } while (0)
+
 /* sinusoid(v*1000) -> linear_1 -> silu -> linear_2 into out [B, D]. */
 static ds_status fx_time_mlp(const ds_flux *m, const fx_embed_buf *s, const float *v, int64_t B,
                              const fx_linear *l1, const fx_linear *l2, float *out, ds_err *err) {
@@ -630,10 +637,6 @@ static ds_status fx_embed_run(ds_flux *m, int64_t B, int64_t T, int64_t N, const
     fx_embed_buf s;
     ds_status st = fx_embed_alloc(m, &m->act, B, T, N, &s, err);
     if (st != DS_OK) goto done;
-#define FX_CHECK(expr)                  \
-    do {                                \
-        if ((st = (expr)) != DS_OK) goto done; \
-    } while (0)
     FX_CHECK(fx_lin_rows(hidden_out, hidden, B * N, &m->x_emb, err));     // [B, N, D]
     FX_CHECK(fx_lin_rows(encoder_out, encoder, B * T, &m->ctx_emb, err)); // [B, T, D]
     /* temb = (MLP_t(t) + MLP_g(g)) + MLP_txt(pooled), in diffusers' order */

@@ -20,7 +20,11 @@
  *
  * Memory: activations and attention scratch come from one arena sized at load for max_batch x
  * (max_txt_tokens + max_img_tokens) (dry run of the same allocation sequence on a plan arena); the forward
- * and its pieces never allocate. A ds_flux is therefore used by one thread at a time; load one per worker or
+ * and its pieces never allocate. The largest piece is a single-stream block: 5 D + 4 D floats per joint token
+ * and sample, plus the forward's own ~2 D (streams and their concatenation) and the attention scratch, i.e.
+ * ~1.25 GB for FLUX.1 at 1024x1024 with 512 text tokens and batch 2 (ds_flux_activation_bytes tells). The single blocks' proj_out weight [D, 5D] is stored split into
+ * its attention and MLP columns, so proj_out(cat(attn, mlp)) = attn·Waᵀ + b + mlp·Wmᵀ (same math, the sum
+ * is split at column D). A ds_flux is therefore used by one thread at a time; load one per worker or
  * serialize calls.
  *
  * Pieces for the cache engine: ds_flux_forward == ds_flux_embed, ds_flux_double_block_forward for
