@@ -78,4 +78,18 @@ size_t ds_st_dtype_size(ds_st_dtype t);
 ds_status ds_safetensors_read(const ds_safetensors *st, const char *name, ds_dtype dtype, void *dst, size_t dst_bytes,
                               int expect_ndim, const int64_t *expect_shape, ds_err *err);
 
+
+/* One tensor to write: name, contiguous f32/f16/bf16 CPU data and shape (ds_tensor). */
+typedef struct ds_st_entry {
+    const char      *name;
+    const ds_tensor *tensor;
+} ds_st_entry;
+
+/* Write a safetensors file at `path` (replaced) with the given tensors, in the order given, and
+ * optional string metadata (meta_kv: n_meta key/value pairs, may be NULL). The header is padded to a
+ * multiple of 8 bytes; tensors must be contiguous CPU tensors. Errors: DS_ERR_INVALID_ARG (duplicate
+ * or empty name, non-contiguous or device tensor), DS_ERR_IO naming the path, DS_ERR_OOM. */
+ds_status ds_safetensors_write(const char *path, const ds_st_entry *entries, int n, const char *const *meta_kv,
+                               int n_meta, ds_err *err);
+
 #endif /* DS_SAFETENSORS_H */

@@ -533,3 +533,34 @@ Test(safetensors_file, fuzz_corpus_regression) {
     cr_assert_geq(n_valid, 4);
     cr_assert_geq(n_bad, 8);
 }
+
+/* The writer's output reads back through the validating reader: values, dtypes, shapes, metadata. */
+Test(safetensors_file, write_then_read_back) {
+    char path[] = "/tmp/ds_stw_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    float a[6] = {1, -2, 3.5f, 0, 1e-3f, -7};
+    uint16_t h[3] = {ds_f32_to_bf16(1.5f), ds_f32_to_bf16(-2.0f), ds_f32_to_bf16(0.25f)};
+    ds_tensor ta = ds_tensor_f32(a, 2, 2, 3);
+    ds_tensor tb = ds_tensor_make(h, DS_BF16, 1, (int64_t[]){3});
+    ds_tensor tz = ds_tensor_make(NULL, DS_F32, 1, (int64_t[]){0});
+    const ds_st_entry e[] = {{"latents", &ta}, {"b.weight", &tb}, {"empty", &tz}};
+    const char *meta[] = {"seed", "42", "model", "demo"};
+    ds_err err;
+    cr_assert_eq(ds_safetensors_write(path, e, 3, meta, 2, &err), DS_OK, "%s", err.msg);
+    ds_safetensors *st = NULL;
+    cr_assert_eq(ds_safetensors_open(path, &st, &err), DS_OK, "%s", err.msg);
+    float back[6], bb[3];
+    cr_assert_eq(ds_safetensors_read(st, "latents", DS_F32, back, sizeof back, 2, (int64_t[]){2, 3}, &err), DS_OK);
+    cr_assert(memcmp(a, back, sizeof a) == 0);
+    cr_assert_eq(ds_safetensors_read(st, "b.weight", DS_F32, bb, sizeof bb, -1, NULL, &err), DS_OK);
+    cr_assert(bb[0] == 1.5f && bb[1] == -2.0f && bb[2] == 0.25f);
+    cr_assert_eq(ds_safetensors_find(st, "b.weight")->dtype, DS_ST_BF16);
+    cr_assert_str_eq(ds_safetensors_metadata(st, "model"), "demo");
+    ds_safetensors_close(st);
+    const ds_st_entry dup[] = {{"x", &ta}, {"x", &ta}};
+    cr_assert_eq(ds_safetensors_write(path, dup, 2, NULL, 0, &err), DS_ERR_INVALID_ARG);
+    cr_assert_eq(ds_safetensors_write("/nonexistent-dir/a.safetensors", e, 1, NULL, 0, &err), DS_ERR_IO);
+    unlink(path);
+}
