@@ -1,17 +1,19 @@
 /* main.c - the `ditserve` binary: command-line entry point. The only place that may exit().
- * Today it reports the build and host (`ditserve --version`, `ditserve info`); generation and the
- * HTTP server arrive with the models and server issues. */
+ * It reports the build and host (`ditserve --version`, `ditserve info`) and runs one-off generations
+ * (`ditserve generate`, server/cli_generate.c); the HTTP server arrives with the server issue. */
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "engine_info.h"
 #include "log.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: ditserve [--version | info | --help]\n"
+            "usage: ditserve [--version | info | generate ... | --help]\n"
             "  --version   print the version and the compiled backends\n"
-            "  info        print the host's CPU threads and CUDA devices\n");
+            "  info        print the host's CPU threads and CUDA devices\n"
+            "  generate    make images from a diffusers directory (ditserve generate --help)\n");
 }
 
 int main(int argc, char **argv) {
@@ -19,6 +21,7 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "generate")) return ds_cli_generate(argc - 1, argv + 1);
     ds_engine_info info;
     if (!strcmp(argv[1], "--version")) {
         ds_engine_info_query(&info);

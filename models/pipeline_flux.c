@@ -1,0 +1,183 @@
+/* pipeline_flux.c - FluxPipeline from precomputed text embeddings, exact to diffusers'
+ * FluxPipeline.__call__: seeded latents [B, 16, h, w] (h = 2*(H / (2*vae_scale))) packed to [B, N, 64];
+ * sigmas linspace(1, 1/n, n) shifted with mu = calculate_shift(N); per step the transformer at t/1000 with
+ * embedded guidance (dev) and, for true CFG (true_cfg_scale > 1 with negative embeddings), a second call
+ * on the negative embeddings: noise = neg + s * (cond - neg); flow-match Euler step on the packed latents;
+ * then unpack and decode latents / scaling_factor + shift_factor. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline_impl.h"
+
+#define FLUX_DEFAULT_SAMPLE 128 /* FluxPipeline.default_sample_size */
+
+ds_status ds_pipeline_flux_load(ds_pipeline *p, ds_err *err) {
+    const ds_component *tc, *vc;
+    DS_TRY(ds_diffusers_component(p->dir, "transformer", &tc, err));
+    DS_TRY(ds_diffusers_component(p->dir, "vae", &vc, err));
+    ds_flux_config cfg;
+    DS_TRY(ds_flux_config_parse(tc->config, &cfg, err));
+    ds_vae_config vcfg;
+    DS_TRY(ds_vae_config_parse(vc->config, &vcfg, err));
+    /* vae_scale_factor = 2^(len(block_out_channels) - 1), as FluxPipeline computes it */
+    p->vae_scale = 1 << (vcfg.n_blocks - 1);
+    int max_wpx = p->opts.max_width > 0 ? p->opts.max_width : FLUX_DEFAULT_SAMPLE * p->vae_scale;
+    int max_hpx = p->opts.max_height > 0 ? p->opts.max_height : FLUX_DEFAULT_SAMPLE * p->vae_scale;
+    p->max_h = 2 * (max_hpx / (2 * p->vae_scale));
+    p->max_w = 2 * (max_wpx / (2 * p->vae_scale));
+    if (p->max_h < 2 || p->max_w < 2)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "pipeline: max size %dx%d px is below one FLUX token", max_wpx, max_hpx);
+    if (cfg.in_channels % 4)
+        return DS_FAIL(err, DS_ERR_UNSUPPORTED, "FLUX in_channels %lld is not 4 x latent channels",
+                       (long long)cfg.in_channels);
+    p->latent_ch = (int)(cfg.in_channels / 4);
+    DS_TRY(ds_vae_load(vc, 1, p->max_h, p->max_w, &p->vae, err));
+    if (ds_vae_latent_channels(p->vae) != p->latent_ch)
+        return DS_FAIL(err, DS_ERR_FORMAT, "%s: vae latent_channels %lld != transformer in_channels / 4 = %d",
+                       ds_diffusers_dir(p->dir), (long long)ds_vae_latent_channels(p->vae), p->latent_ch);
+    if (cfg.out_channels != cfg.in_channels)
+        return DS_FAIL(err, DS_ERR_UNSUPPORTED, "FLUX out_channels %lld != in_channels %lld",
+                       (long long)cfg.out_channels, (long long)cfg.in_channels);
+    const int maxB = p->opts.max_images, maxT = p->opts.max_txt_tokens;
+    const int max_tok = (p->max_h / 2) * (p->max_w / 2);
+    DS_TRY(ds_flux_load(tc, maxB, max_tok, maxT, &p->flux, err));
+    const size_t lat = (size_t)maxB * (size_t)cfg.in_channels * (size_t)max_tok;
+    const size_t hpx = (size_t)p->max_h * (size_t)p->vae_scale, wpx = (size_t)p->max_w * (size_t)p->vae_scale;
+    DS_TRY(ds_pipeline_alloc(&p->lat, lat, "latents", err));
+    DS_TRY(ds_pipeline_alloc(&p->lat2, lat, "packed latents", err));
+    DS_TRY(ds_pipeline_alloc(&p->xout, 2 * lat, "transformer outputs (cond, uncond)", err));
+    DS_TRY(ds_pipeline_alloc(&p->eps, lat, "guided prediction", err));
+    DS_TRY(ds_pipeline_alloc(&p->image, 3 * hpx * wpx, "decoded image", err));
+    DS_TRY(ds_pipeline_alloc(&p->tsteps, (size_t)maxB, "timesteps", err));
+    DS_TRY(ds_pipeline_alloc(&p->guid, (size_t)maxB, "guidance", err));
+    DS_TRY(ds_pipeline_alloc(&p->txt, 2 * (size_t)maxB * (size_t)maxT * (size_t)cfg.joint_dim, "text embeddings", err));
+    DS_TRY(ds_pipeline_alloc(&p->pooled, 2 * (size_t)maxB * (size_t)cfg.pooled_dim, "pooled embeddings", err));
+    DS_TRY(ds_pipeline_alloc(&p->txt_ids, (size_t)maxT * (size_t)cfg.n_axes, "text ids", err));
+    DS_TRY(ds_pipeline_alloc(&p->img_ids, (size_t)max_tok * (size_t)cfg.n_axes, "image ids", err));
+    const ds_sched_kind kinds[] = {DS_SCHED_FLOW_EULER};
+    return ds_pipeline_build_schedulers(p, kinds, 1, (int64_t)lat, err);
+}
+
+/* Copy embeddings e [P, ...] (row = `row` floats) into dst as [P*per, ...], each prompt repeated `per`
+ * times (diffusers' repeat + view for num_images_per_prompt). */
+static void repeat_rows(float *dst, const ds_tensor *e, int64_t row, int per) {
+    const float *src = e->data;
+    for (int64_t i = 0; i < e->shape[0]; i++)
+        for (int r = 0; r < per; r++) memcpy(dst + (i * per + r) * row, src + i * row, (size_t)row * sizeof(float));
+}
+
+static ds_status check_embeds(const ds_flux_config *cfg, const ds_tensor *pe, const ds_tensor *pp, const char *pe_name,
+                              const char *pp_name, int max_t, ds_err *err) {
+    DS_TRY(ds_tensor_check_f32(pe, 3, pe_name, err));
+    DS_TRY(ds_tensor_check_f32(pp, 2, pp_name, err));
+    if (pe->shape[2] != cfg->joint_dim || pe->shape[1] < 1 || pe->shape[1] > max_t)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: shape [P, T, %lld] with 1 <= T <= %d expected", pe_name,
+                       (long long)cfg->joint_dim, max_t);
+    if (pp->shape[0] != pe->shape[0] || pp->shape[1] != cfg->pooled_dim)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: shape [%lld, %lld] expected", pp_name, (long long)pe->shape[0],
+                       (long long)cfg->pooled_dim);
+    return DS_OK;
+}
+
+ds_status ds_pipeline_flux_generate(ds_pipeline *p, const ds_gen_params *g, ds_gen_result *res, ds_err *err) {
+    const ds_flux_config *cfg = ds_flux_get_config(p->flux);
+    const int64_t Lc = p->latent_ch, Cp = cfg->in_channels;
+    int W = g->width, H = g->height, dw, dh;
+    ds_pipeline_default_size(p, &dw, &dh);
+    if (W <= 0) W = dw;
+    if (H <= 0) H = dh;
+    const int q = 2 * p->vae_scale;
+    if (W % q || H % q)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "width/height: %dx%d must be multiples of %d", W, H, q);
+    const int64_t h = H / p->vae_scale, w = W / p->vae_scale;
+    if (h > p->max_h || w > p->max_w)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "width/height: %dx%d is above this server's limit %dx%d", W, H,
+                       p->max_w * p->vae_scale, p->max_h * p->vae_scale);
+    const int steps = g->steps > 0 ? g->steps : 28;
+    if (steps > 1000) return DS_FAIL(err, DS_ERR_INVALID_ARG, "steps: %d is above 1000", steps);
+    const float gs = isnan(g->guidance_scale) ? 3.5f : g->guidance_scale;
+    const float tcfg = (isnan(g->true_cfg_scale) || g->true_cfg_scale == 0.0f) ? 1.0f : g->true_cfg_scale;
+    if (!isfinite(gs) || !isfinite(tcfg))
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "guidance_scale / true_cfg_scale: must be finite");
+    if (!g->prompt_embeds || !g->pooled_prompt_embeds)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "prompt_embeds: FLUX needs prompt_embeds and pooled_prompt_embeds");
+    const int maxT = p->opts.max_txt_tokens;
+    DS_TRY(check_embeds(cfg, g->prompt_embeds, g->pooled_prompt_embeds, "prompt_embeds", "pooled_prompt_embeds", maxT, err));
+    const bool has_neg = g->negative_prompt_embeds && g->negative_pooled_prompt_embeds;
+    const bool true_cfg = tcfg > 1.0f && has_neg;
+    const int64_t T = g->prompt_embeds->shape[1];
+    if (true_cfg) {
+        DS_TRY(check_embeds(cfg, g->negative_prompt_embeds, g->negative_pooled_prompt_embeds, "negative_prompt_embeds",
+                            "negative_pooled_prompt_embeds", maxT, err));
+        for (int i = 0; i < 3; i++)
+            if (g->negative_prompt_embeds->shape[i] != g->prompt_embeds->shape[i])
+                return DS_FAIL(err, DS_ERR_INVALID_ARG,
+                               "negative_prompt_embeds: must have the same shape as prompt_embeds");
+    }
+    const int per = g->num_images > 0 ? g->num_images : 1;
+    const int64_t B = g->prompt_embeds->shape[0] * per;
+    if (B > p->opts.max_images)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "num_images: %lld images requested, this server allows %d per request",
+                       (long long)B, p->opts.max_images);
+    ds_scheduler *sch;
+    DS_TRY(ds_pipeline_pick_scheduler(p, g->scheduler, &sch, err));
+
+    /* latents [B, Lc, h, w] -> packed [B, N, Cp] */
+    const int64_t N = (h / 2) * (w / 2), n = B * N * Cp;
+    const int64_t shape[4] = {B, Lc, h, w};
+    DS_TRY(ds_pipeline_init_latents(g, shape, p->lat, err));
+    ds_tensor lat = ds_tensor_f32(p->lat, 4, B, Lc, h, w);
+    ds_tensor packed = ds_tensor_f32(p->lat2, 3, B, N, Cp);
+    DS_TRY(ds_flux_pack_latents(&lat, &packed, err));
+    ds_tensor img_ids = ds_tensor_f32(p->img_ids, 2, N, (int64_t)cfg->n_axes);
+    DS_TRY(ds_flux_image_ids(h / 2, w / 2, &img_ids, err));
+    memset(p->txt_ids, 0, (size_t)T * (size_t)cfg->n_axes * sizeof(float));
+    ds_tensor txt_ids = ds_tensor_f32(p->txt_ids, 2, T, (int64_t)cfg->n_axes);
+
+    const int64_t trow = T * cfg->joint_dim, prow = cfg->pooled_dim;
+    float *txt_neg = p->txt + B * trow, *pool_neg = p->pooled + B * prow;
+    repeat_rows(p->txt, g->prompt_embeds, trow, per);
+    repeat_rows(p->pooled, g->pooled_prompt_embeds, prow, per);
+    if (true_cfg) {
+        repeat_rows(txt_neg, g->negative_prompt_embeds, trow, per);
+        repeat_rows(pool_neg, g->negative_pooled_prompt_embeds, prow, per);
+    }
+    ds_tensor enc = ds_tensor_f32(p->txt, 3, B, T, cfg->joint_dim);
+    ds_tensor pool = ds_tensor_f32(p->pooled, 2, B, prow);
+    ds_tensor enc_neg = ds_tensor_f32(txt_neg, 3, B, T, cfg->joint_dim);
+    ds_tensor pool_neg_t = ds_tensor_f32(pool_neg, 2, B, prow);
+    ds_tensor out_c = ds_tensor_f32(p->xout, 3, B, N, Cp);
+    ds_tensor out_u = ds_tensor_f32(p->xout + n, 3, B, N, Cp);
+
+    double sig[1000];
+    ds_scheduler_flux_sigmas(steps, sig);
+    DS_TRY(ds_scheduler_set_sigmas(sch, sig, steps, ds_scheduler_mu(sch, N), err));
+    const float *ts = ds_scheduler_timesteps(sch);
+    for (int64_t b = 0; b < B; b++) p->guid[b] = gs;
+    const float *guid = cfg->guidance_embeds ? p->guid : NULL;
+
+    double t0 = ds_pipeline_now_ms();
+    for (int i = 0; i < steps; i++) {
+        for (int64_t b = 0; b < B; b++) p->tsteps[b] = ts[i] / 1000.0f; /* the pipeline passes timestep / 1000 */
+        DS_TRY(ds_flux_forward(p->flux, &packed, &enc, &pool, p->tsteps, guid, &img_ids, &txt_ids, &out_c, err));
+        const float *noise = p->xout;
+        if (true_cfg) {
+            DS_TRY(ds_flux_forward(p->flux, &packed, &enc_neg, &pool_neg_t, p->tsteps, guid, &img_ids, &txt_ids, &out_u,
+                                   err));
+            const float *c = p->xout, *u = p->xout + n;
+            for (int64_t k = 0; k < n; k++) p->eps[k] = u[k] + tcfg * (c[k] - u[k]);
+            noise = p->eps;
+        }
+        DS_TRY(ds_scheduler_step(sch, i, noise, p->lat2, n, err));
+        if (g->on_step && g->on_step(g->user, i + 1, steps))
+            return DS_FAIL(err, DS_ERR_CANCELLED, "cancelled after step %d of %d", i + 1, steps);
+    }
+    double t1 = ds_pipeline_now_ms();
+    DS_TRY(ds_flux_unpack_latents(&packed, &lat, err));
+    DS_TRY(ds_pipeline_decode(p, p->lat, shape, res, err));
+    res->steps = steps;
+    res->denoise_ms = t1 - t0;
+    res->decode_ms = ds_pipeline_now_ms() - t1;
+    return DS_OK;
+}

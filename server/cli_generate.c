@@ -1,0 +1,266 @@
+/* cli_generate.c - `ditserve generate`: parse the command line into ds_gen_params, load the pipeline
+ * named by the directory's model_index.json, generate, and write PNG(s) (+ optional final latents). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+#include "pipeline.h"
+#include "safetensors.h"
+#ifdef DS_HAVE_PNG
+#include "png_encode.h"
+#endif
+
+#define MAX_LABELS 16
+
+typedef struct cli_args {
+    const char *model, *out, *prompt_embeds, *init_noise, *latents_out, *device;
+    const char *class_names[MAX_LABELS];
+    int32_t     labels[MAX_LABELS];
+    int         n_labels, n_names;
+    int         width, height, steps, num_images;
+    float       guidance, true_cfg;
+    ds_sched_kind scheduler;
+    uint64_t    seed;
+} cli_args;
+
+static const char k_usage[] =
+    "usage: ditserve generate --model DIR [--class N | --class-name S]... [--prompt-embeds FILE]\n"
+    "         [--width W --height H] [--steps N] [--guidance G] [--true-cfg G] [--num-images N]\n"
+    "         [--scheduler ddim|dpmpp_2m|flow_euler] [--seed S] [--init-noise FILE] [--device cpu|cuda]\n"
+    "         --out PNG [--latents-out FILE]\n";
+
+static int bad(const char *fmt, const char *a, const char *b) {
+    fprintf(stderr, "ditserve generate: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+static int parse_int(const char *opt, const char *s, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) {
+        char range[64];
+        snprintf(range, sizeof range, "an integer in %ld..%ld", lo, hi);
+        return bad("%s expects %s", opt, range);
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_float(const char *opt, const char *s, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || *end || end == s || !isfinite(v)) return bad("%s expects a finite number, got '%s'", opt, s);
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, cli_args *a) {
+    memset(a, 0, sizeof *a);
+    a->guidance = NAN;
+    a->true_cfg = NAN;
+    a->device = "cpu";
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            fputs(k_usage, stdout);
+            return -1;
+        }
+        if (strncmp(o, "--", 2)) return bad("unexpected argument '%s'%s", o, "");
+        if (i + 1 >= argc) return bad("%s needs a value%s", o, "");
+        const char *v = argv[++i];
+        int rc = 0, iv = 0;
+        if (!strcmp(o, "--model")) a->model = v;
+        else if (!strcmp(o, "--out")) a->out = v;
+        else if (!strcmp(o, "--prompt-embeds")) a->prompt_embeds = v;
+        else if (!strcmp(o, "--init-noise")) a->init_noise = v;
+        else if (!strcmp(o, "--latents-out")) a->latents_out = v;
+        else if (!strcmp(o, "--device")) a->device = v;
+        else if (!strcmp(o, "--class")) {
+            if (a->n_labels >= MAX_LABELS) return bad("at most 16 classes%s%s", "", "");
+            rc = parse_int(o, v, 0, 999, &iv);
+            a->labels[a->n_labels++] = iv;
+        } else if (!strcmp(o, "--class-name")) {
+            if (a->n_names >= MAX_LABELS) return bad("at most 16 classes%s%s", "", "");
+            a->class_names[a->n_names++] = v;
+        } else if (!strcmp(o, "--width")) rc = parse_int(o, v, 1, 16384, &a->width);
+        else if (!strcmp(o, "--height")) rc = parse_int(o, v, 1, 16384, &a->height);
+        else if (!strcmp(o, "--steps")) rc = parse_int(o, v, 1, 1000, &a->steps);
+        else if (!strcmp(o, "--num-images")) rc = parse_int(o, v, 1, 64, &a->num_images);
+        else if (!strcmp(o, "--guidance")) rc = parse_float(o, v, &a->guidance);
+        else if (!strcmp(o, "--true-cfg")) rc = parse_float(o, v, &a->true_cfg);
+        else if (!strcmp(o, "--seed")) {
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 10);
+            if (errno || *end || end == v || v[0] == '-') return bad("--seed expects a non-negative integer, got '%s'%s", v, "");
+            a->seed = (uint64_t)s;
+        } else if (!strcmp(o, "--scheduler")) {
+            if (!strcmp(v, "ddim")) a->scheduler = DS_SCHED_DDIM;
+            else if (!strcmp(v, "dpmpp_2m")) a->scheduler = DS_SCHED_DPMPP_2M;
+            else if (!strcmp(v, "flow_euler")) a->scheduler = DS_SCHED_FLOW_EULER;
+            else return bad("--scheduler must be ddim, dpmpp_2m or flow_euler, got '%s'%s", v, "");
+        } else return bad("unknown option '%s'%s", o, "");
+        if (rc) return rc;
+    }
+    if (!a->model) return bad("--model DIR is required%s%s", "", "");
+    if (!a->out) return bad("--out PNG is required%s%s", "", "");
+    if (strcmp(a->device, "cpu") && strncmp(a->device, "cuda", 4))
+        return bad("--device must be cpu, cuda or cuda:N, got '%s'%s", a->device, "");
+    return 0;
+}
+
+/* Read one f32 tensor `name` of file `path` into a malloc'd buffer; NULL (with err) when absent. */
+static float *read_tensor(const ds_safetensors *st, const char *name, ds_tensor *t, ds_err *err) {
+    const ds_st_tensor *info = ds_safetensors_find(st, name);
+    if (!info) {
+        DS_FAIL(err, DS_ERR_NOT_FOUND, "%s: no tensor '%s'", ds_safetensors_label(st), name);
+        return NULL;
+    }
+    int64_t n = 1;
+    for (int i = 0; i < info->ndim; i++) n *= info->shape[i];
+    float *buf = malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (!buf || ds_safetensors_read(st, name, DS_F32, buf, (size_t)n * sizeof(float), -1, NULL, err) != DS_OK) {
+        if (!buf) DS_FAIL(err, DS_ERR_OOM, "out of memory reading %s", name);
+        free(buf);
+        return NULL;
+    }
+    *t = ds_tensor_make(buf, DS_F32, info->ndim, info->shape);
+    return buf;
+}
+
+/* "out.png" -> "out-2.png" for image k of several. */
+static void image_path(const char *out, int k, int n, char *buf, size_t len) {
+    if (n == 1) {
+        snprintf(buf, len, "%s", out);
+        return;
+    }
+    const char *dot = strrchr(out, '.');
+    const char *slash = strrchr(out, '/');
+    if (!dot || (slash && dot < slash)) dot = out + strlen(out);
+    snprintf(buf, len, "%.*s-%d%s", (int)(dot - out), out, k, dot);
+}
+
+static int step_log(void *user, int step, int n) {
+    (void)user;
+    if (step == n || step % 10 == 0) DS_LOGD("cli", "step %d/%d", step, n);
+    return 0;
+}
+
+int ds_cli_generate(int argc, char **argv) {
+    cli_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (strcmp(a.device, "cpu")) {
+        fprintf(stderr, "ditserve generate: --device %s: the models run on the CPU backend for now (the CUDA "
+                        "pipeline arrives with the CUDA backend issue)\n", a.device);
+        return 2;
+    }
+#ifndef DS_HAVE_PNG
+    fprintf(stderr, "ditserve generate: built without libpng, cannot write %s\n", a.out);
+    return 1;
+#else
+    ds_err err;
+    ds_err_clear(&err);
+    ds_pipeline *p = NULL;
+    ds_safetensors *emb = NULL, *noise_st = NULL;
+    float *bufs[6] = {0};
+    ds_tensor pe, pp, npe, npp, noise;
+    ds_gen_result res = {0};
+    ds_status s = DS_OK;
+    int exit_code = 1;
+    ds_pipeline_opts opts = {0};
+    opts.max_width = a.width;
+    opts.max_height = a.height;
+    opts.max_images = (a.n_labels + a.n_names > 0 ? a.n_labels + a.n_names : 1) * (a.num_images > 0 ? a.num_images : 1);
+    if ((s = ds_pipeline_load(a.model, &opts, &p, &err)) != DS_OK) goto done;
+
+    ds_gen_params g = {0};
+    g.width = a.width;
+    g.height = a.height;
+    g.steps = a.steps;
+    g.guidance_scale = a.guidance;
+    g.true_cfg_scale = a.true_cfg;
+    g.scheduler = a.scheduler;
+    g.seed = a.seed;
+    g.num_images = a.num_images;
+    g.on_step = step_log;
+    for (int i = 0; i < a.n_names; i++) {
+        if ((s = ds_pipeline_label_id(p, a.class_names[i], &a.labels[a.n_labels], &err)) != DS_OK) goto done;
+        a.n_labels++;
+    }
+    g.class_labels = a.labels;
+    g.n_labels = a.n_labels;
+    if (ds_pipeline_get_kind(p) == DS_PIPELINE_DIT && a.n_labels == 0) {
+        fprintf(stderr, "ditserve generate: %s is class-conditional: give --class N or --class-name S\n", a.model);
+        exit_code = 2;
+        goto done;
+    }
+    if (a.prompt_embeds) {
+        if ((s = ds_safetensors_open(a.prompt_embeds, &emb, &err)) != DS_OK) goto done;
+        if (!(bufs[0] = read_tensor(emb, "prompt_embeds", &pe, &err))) { s = err.code; goto done; }
+        if (!(bufs[1] = read_tensor(emb, "pooled_prompt_embeds", &pp, &err))) { s = err.code; goto done; }
+        g.prompt_embeds = &pe;
+        g.pooled_prompt_embeds = &pp;
+        if (ds_safetensors_find(emb, "negative_prompt_embeds")) {
+            if (!(bufs[2] = read_tensor(emb, "negative_prompt_embeds", &npe, &err))) { s = err.code; goto done; }
+            if (!(bufs[3] = read_tensor(emb, "negative_pooled_prompt_embeds", &npp, &err))) { s = err.code; goto done; }
+            g.negative_prompt_embeds = &npe;
+            g.negative_pooled_prompt_embeds = &npp;
+        }
+    }
+    if (a.init_noise) {
+        if ((s = ds_safetensors_open(a.init_noise, &noise_st, &err)) != DS_OK) goto done;
+        const char *nm = ds_safetensors_find(noise_st, "init_noise") ? "init_noise"
+                         : ds_safetensors_count(noise_st) == 1   ? ds_safetensors_at(noise_st, 0)->name
+                                                                  : "init_noise";
+        if (!(bufs[4] = read_tensor(noise_st, nm, &noise, &err))) { s = err.code; goto done; }
+        g.init_noise = &noise;
+    }
+    if ((s = ds_pipeline_generate(p, &g, &res, &err)) != DS_OK) goto done;
+
+    char params[512], path[1024];
+    int dw, dh;
+    ds_pipeline_default_size(p, &dw, &dh);
+    snprintf(params, sizeof params,
+             "{\"model\":\"%s\",\"pipeline\":\"%s\",\"seed\":%llu,\"steps\":%d,\"width\":%d,\"height\":%d,"
+             "\"guidance_scale\":%g,\"scheduler\":\"%s\"%s}",
+             a.model, ds_pipeline_class(p), (unsigned long long)a.seed, res.steps, res.width, res.height,
+             isnan(a.guidance) ? (ds_pipeline_get_kind(p) == DS_PIPELINE_DIT ? 4.0 : 3.5) : (double)a.guidance,
+             a.scheduler == DS_SCHED_AUTO ? "default" : ds_sched_kind_name(a.scheduler), a.init_noise ? ",\"init_noise\":true" : "");
+    const ds_png_text text[] = {{"ditserve", params}, {"Software", "ditserve"}};
+    for (int k = 0; k < res.n_images; k++) {
+        image_path(a.out, k, res.n_images, path, sizeof path);
+        const uint8_t *rgb = res.rgb + (size_t)k * res.width * res.height * 3;
+        if ((s = ds_png_write_file(path, rgb, res.width, res.height, text, 2, &err)) != DS_OK) goto done;
+        printf("%s\n", path);
+    }
+    if (a.latents_out) {
+        ds_tensor lt = ds_tensor_make(res.latents, DS_F32, 4, res.latent_shape);
+        const ds_st_entry e[] = {{"latents", &lt}};
+        const char *meta[] = {"ditserve", params};
+        if ((s = ds_safetensors_write(a.latents_out, e, 1, meta, 1, &err)) != DS_OK) goto done;
+    }
+    DS_LOGI("cli", "%d image(s) %dx%d, %d steps: denoise %.0f ms, decode %.0f ms", res.n_images, res.width, res.height,
+            res.steps, res.denoise_ms, res.decode_ms);
+    exit_code = 0;
+done:
+    if (s != DS_OK) {
+        fprintf(stderr, "ditserve generate: %s\n", err.msg);
+        exit_code = (s == DS_ERR_INVALID_ARG || s == DS_ERR_NOT_FOUND) ? 2 : 1;
+    }
+    ds_gen_result_free(&res);
+    for (int i = 0; i < 6; i++) free(bufs[i]);
+    ds_safetensors_close(emb);
+    ds_safetensors_close(noise_st);
+    ds_pipeline_free(p);
+    return exit_code;
+#endif
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# cli_generate.sh DITSERVE DATA_DIR - end-to-end checks of `ditserve generate`: DiT by class id and by
+# ImageNet-style name, FLUX from an embeddings file with true CFG and a given initial noise (the PNG must
+# equal diffusers' image from tools/export_pipelines.py within the pipeline tests' bound), --latents-out,
+# and one-line errors with exit code 2 for bad arguments.
+set -u
+bin=$1
+data=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() { # check NAME EXPECTED_RC CMD...
+  local name=$1 want=$2
+  shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ "$rc" != "$want" ]; then
+    echo "FAIL $name: exit $rc, expected $want"; cat "$tmp/err"; fail=1
+  else
+    echo "ok   $name"
+  fi
+}
+is_png() { head -c 8 "$1" | od -An -tx1 | tr -d ' \n' | grep -q '^89504e470d0a1a0a$'; }
+
+check dit_class 0 "$bin" generate --model "$data/ckpt/dit-tiny" --class 207 --steps 8 --seed 1 --out "$tmp/a.png"
+is_png "$tmp/a.png" || { echo "FAIL dit_class: not a PNG"; fail=1; }
+grep -q '"pipeline":"DiTPipeline"' "$tmp/a.png" || { echo "FAIL dit_class: no parameters tEXt"; fail=1; }
+check dit_name_two_images 0 "$bin" generate --model "$data/ckpt/dit-tiny" --class-name "Tinca tinca" --num-images 2 \
+  --steps 4 --scheduler dpmpp_2m --out "$tmp/b.png" --latents-out "$tmp/b.safetensors"
+for f in "$tmp/b-0.png" "$tmp/b-1.png" "$tmp/b.safetensors"; do
+  [ -s "$f" ] || { echo "FAIL dit_name_two_images: missing $f"; fail=1; }
+done
+check flux_true_cfg 0 "$bin" generate --model "$data/ckpt/flux-tiny" --prompt-embeds "$data/pipe/flux_truecfg.safetensors" \
+  --init-noise "$data/pipe/flux_truecfg.safetensors" --width 24 --height 32 --steps 5 --guidance 3.5 --true-cfg 2 \
+  --out "$tmp/f.png"
+is_png "$tmp/f.png" || { echo "FAIL flux_true_cfg: not a PNG"; fail=1; }
+
+check missing_model 2 "$bin" generate --out "$tmp/x.png"
+check missing_out 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1
+check no_class 2 "$bin" generate --model "$data/ckpt/dit-tiny" --out "$tmp/x.png"
+check bad_steps 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --steps 0 --out "$tmp/x.png"
+check bad_class 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1000 --out "$tmp/x.png"
+check unknown_name 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class-name unicorn --out "$tmp/x.png"
+check bad_scheduler 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --scheduler euler --out "$tmp/x.png"
+check wrong_scheduler 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --scheduler flow_euler --out "$tmp/x.png"
+check unknown_option 2 "$bin" generate --model "$data/ckpt/dit-tiny" --colour red --out "$tmp/x.png"
+check no_model_dir 2 "$bin" generate --model "$tmp/nothing" --class 1 --out "$tmp/x.png"
+check flux_no_embeds 2 "$bin" generate --model "$data/ckpt/flux-tiny" --out "$tmp/x.png"
+# one line per error
+check bad_seed 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --seed -4 --out "$tmp/x.png"
+[ "$(wc -l <"$tmp/err")" = 1 ] || { echo "FAIL bad_seed: error is not one line"; cat "$tmp/err"; fail=1; }
+exit $fail
