@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "rng.h"
+
 #define DS_JSON_MAX_BYTES (64u << 20)
 
 /* ---- small helpers ---------------------------------------------------------------------------- */
@@ -320,7 +322,10 @@ typedef struct dd_entry {
 } dd_entry;
 
 struct ds_weights {
-    char            *label;    /* weight file or index file */
+    char            *label;    /* weight file or index file; "random weights (seed N)" */
+    bool             random;   /* --random-weights: tensors are synthesized by ds_weights_read */
+    uint64_t         seed;
+    ds_st_tensor     fake;     /* what ds_weights_find answers in random mode */
     int              n_shards;
     ds_safetensors **shards;
     int64_t          n_entries; /* sharded only: entries sorted by name */
@@ -340,12 +345,12 @@ const char *ds_weights_label(const ds_weights *w) { return w ? w->label : NULL; 
 int ds_weights_shard_count(const ds_weights *w) { return w ? w->n_shards : 0; }
 
 int64_t ds_weights_count(const ds_weights *w) {
-    if (!w) return 0;
+    if (!w || w->random) return 0;
     return w->entries ? w->n_entries : ds_safetensors_count(w->shards[0]);
 }
 
 const ds_st_tensor *ds_weights_at(const ds_weights *w, int64_t i) {
-    if (!w) return NULL;
+    if (!w || w->random) return NULL;
     if (!w->entries) return ds_safetensors_at(w->shards[0], i);
     return (i >= 0 && i < w->n_entries) ? w->entries[i].t : NULL;
 }
@@ -365,6 +370,7 @@ static const dd_entry *dd_find_entry(const ds_weights *w, const char *name) {
 
 const ds_st_tensor *ds_weights_find(const ds_weights *w, const char *name) {
     if (!w || !name) return NULL;
+    if (w->random) return &w->fake;
     if (!w->entries) return ds_safetensors_find(w->shards[0], name);
     const dd_entry *e = dd_find_entry(w, name);
     return e ? e->t : NULL;
@@ -380,9 +386,61 @@ const ds_st_tensor *ds_weights_findf(const ds_weights *w, const char *fmt, ...) 
     return ds_weights_find(w, name);
 }
 
+/* Random mode: a seeded tensor of the expected shape. Element stream = FNV-1a(name) so every tensor is
+ * independent of load order. Matrices and convolutions: N(0, 1/fan_in) (fan_in = product of all dims but
+ * the first), so activations keep their scale through deep stacks; 1-D norm weights ("norm" in the name):
+ * 1 + 0.02 N; other 1-D tensors (biases): 0.02 N. */
+static ds_status dd_random_read(const ds_weights *w, const char *name, ds_dtype dtype, void *dst, size_t dst_bytes,
+                                int expect_ndim, const int64_t *expect_shape, ds_err *err) {
+    if (!expect_shape || expect_ndim < 1 || expect_ndim > DS_MAX_DIMS)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: tensor '%s': random weights need the expected shape", w->label,
+                       name);
+    int64_t n = 1, fan_in = 1;
+    for (int i = 0; i < expect_ndim; i++) {
+        if (expect_shape[i] < 0) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: negative dim for '%s'", w->label, name);
+        n *= expect_shape[i];
+        if (i) fan_in *= expect_shape[i];
+    }
+    if ((size_t)n * ds_dtype_size(dtype) > dst_bytes)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: tensor '%s' does not fit the destination", w->label, name);
+    uint64_t h = 1469598103934665603ull;
+    for (const char *c = name; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    float *f = dtype == DS_F32 ? dst : malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (!f) return DS_FAIL(err, DS_ERR_OOM, "%s: out of memory for '%s'", w->label, name);
+    ds_rng_normal(w->seed ^ h, 0, f, n);
+    bool is_norm = expect_ndim == 1 && strstr(name, "norm") != NULL;
+    double scale = expect_ndim >= 2 ? 1.0 / sqrt((double)(fan_in > 0 ? fan_in : 1)) : 0.02;
+    for (int64_t i = 0; i < n; i++) f[i] = (float)(f[i] * scale + (is_norm ? 1.0 : 0.0));
+    if (f != dst) {
+        ds_convert(dst, dtype, f, DS_F32, (size_t)n);
+        free(f);
+    }
+    return DS_OK;
+}
+
+ds_status ds_weights_open_random(uint64_t seed, const char *label, ds_weights **out, ds_err *err) {
+    *out = NULL;
+    ds_weights *w = calloc(1, sizeof *w);
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s: random weights (seed %llu)", label ? label : "model", (unsigned long long)seed);
+    if (w) w->label = strdup(buf);
+    if (!w || !w->label) {
+        free(w);
+        return DS_FAIL(err, DS_ERR_OOM, "random weights: out of memory");
+    }
+    w->random = true;
+    w->seed = seed;
+    w->fake.name = w->label;
+    w->fake.dtype = DS_ST_F32;
+    w->fake.data = w->label; /* non-NULL, nbytes 0: comparisons of two finds see equal empty tensors */
+    *out = w;
+    return DS_OK;
+}
+
 ds_status ds_weights_read(const ds_weights *w, const char *name, ds_dtype dtype, void *dst, size_t dst_bytes,
                           int expect_ndim, const int64_t *expect_shape, ds_err *err) {
     if (!w || !name) return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_weights_read: NULL argument");
+    if (w->random) return dd_random_read(w, name, dtype, dst, dst_bytes, expect_ndim, expect_shape, err);
     const ds_safetensors *st = w->shards[0];
     if (w->entries) {
         const dd_entry *e = dd_find_entry(w, name);
@@ -572,6 +630,8 @@ typedef struct dd_comp_slot {
 
 struct ds_diffusers {
     char         *dir;
+    bool          random_weights; /* components get seeded random weights instead of their files */
+    uint64_t      random_seed;
     cJSON        *index;
     const char   *class_name;
     int           n_comps;
@@ -584,6 +644,11 @@ static void dd_component_free(ds_component *c) {
     ds_weights_close(c->weights);
     free((char *)c->path);
     free(c);
+}
+
+void ds_diffusers_set_random_weights(ds_diffusers *pipe, uint64_t seed) {
+    pipe->random_weights = true;
+    pipe->random_seed = seed;
 }
 
 void ds_diffusers_close(ds_diffusers *pipe) {
@@ -721,7 +786,9 @@ ds_status ds_diffusers_component(ds_diffusers *pipe, const char *name, const ds_
             free(p);
         }
     }
-    if (s == DS_OK) {
+    if (s == DS_OK && pipe->random_weights && is_model) {
+        s = ds_weights_open_random(pipe->random_seed, cpath, &c->weights, err);
+    } else if (s == DS_OK) {
         s = ds_weights_open(cpath, &c->weights, err);
         if (s == DS_ERR_NOT_FOUND && !is_model) s = DS_OK; /* scheduler, tokenizer: no weights */
     }

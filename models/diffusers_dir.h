@@ -83,6 +83,13 @@ typedef struct ds_weights ds_weights; /* opaque: one or more open safetensors fi
  * DS_ERR_OOM. Free with ds_weights_close. */
 ds_status ds_weights_open(const char *dir, ds_weights **out, ds_err *err);
 
+/* Seeded random weights for --random-weights (benchmarks, smoke tests without a checkpoint): finds
+ * always succeed (with a placeholder entry, count 0) and ds_weights_read synthesizes a tensor of the
+ * expected shape, which it therefore requires. Values: N(0, 1/fan_in) for matrices and convolutions,
+ * 1 + 0.02 N for 1-D norm weights, 0.02 N for other vectors, from a stream keyed by seed and tensor
+ * name. `label` names the model in messages. Errors: DS_ERR_OOM. */
+ds_status ds_weights_open_random(uint64_t seed, const char *label, ds_weights **out, ds_err *err);
+
 /* Free the weights and unmap every file (NULL allowed). */
 void ds_weights_close(ds_weights *w);
 
@@ -131,6 +138,10 @@ typedef struct ds_diffusers ds_diffusers; /* opaque */
  * DS_ERR_FORMAT (malformed: invalid JSON, no _class_name, a component entry mixing null and a
  * string), DS_ERR_IO, DS_ERR_OOM. Free with ds_diffusers_close. */
 ds_status ds_diffusers_open(const char *dir, ds_diffusers **out, ds_err *err);
+
+/* From now on, components that have a config.json get seeded random weights (ds_weights_open_random)
+ * instead of reading weight files, which need not exist. Call before the first ds_diffusers_component. */
+void ds_diffusers_set_random_weights(ds_diffusers *pipe, uint64_t seed);
 
 /* Free the pipeline and every loaded component (NULL allowed). */
 void ds_diffusers_close(ds_diffusers *pipe);

@@ -47,6 +47,7 @@ ds_status ds_pipeline_load(const char *dir, const ds_pipeline_opts *opts, ds_pip
         ds_pipeline_free(p);
         return s;
     }
+    if (p->opts.random_weights) ds_diffusers_set_random_weights(p->dir, p->opts.weights_seed);
     const char *cls = ds_diffusers_class(p->dir);
     const registry_entry *e = NULL;
     for (size_t i = 0; i < sizeof k_registry / sizeof k_registry[0]; i++)

@@ -24,6 +24,8 @@ typedef struct ds_pipeline_opts {
     int max_width;      /* largest image width in pixels [DiT: sample_size*8; FLUX: 1024] */
     int max_height;     /* largest image height in pixels [same] */
     int max_txt_tokens; /* FLUX: longest prompt_embeds sequence [512] */
+    bool     random_weights; /* ignore weight files: seeded random weights from the configs alone */
+    uint64_t weights_seed;   /* seed for random_weights */
 } ds_pipeline_opts;
 
 /* Called after each denoising step (1-based `step` of `n_steps`); a non-zero return cancels the

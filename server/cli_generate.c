@@ -21,7 +21,7 @@ typedef struct cli_args {
     const char *class_names[MAX_LABELS];
     int32_t     labels[MAX_LABELS];
     int         n_labels, n_names;
-    int         width, height, steps, num_images;
+    int         width, height, steps, num_images, random_weights;
     float       guidance, true_cfg;
     ds_sched_kind scheduler;
     uint64_t    seed;
@@ -31,7 +31,7 @@ static const char k_usage[] =
     "usage: ditserve generate --model DIR [--class N | --class-name S]... [--prompt-embeds FILE]\n"
     "         [--width W --height H] [--steps N] [--guidance G] [--true-cfg G] [--num-images N]\n"
     "         [--scheduler ddim|dpmpp_2m|flow_euler] [--seed S] [--init-noise FILE] [--device cpu|cuda]\n"
-    "         --out PNG [--latents-out FILE]\n";
+    "         [--random-weights] --out PNG [--latents-out FILE]\n";
 
 static int bad(const char *fmt, const char *a, const char *b) {
     fprintf(stderr, "ditserve generate: ");
@@ -74,6 +74,10 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             return -1;
         }
         if (strncmp(o, "--", 2)) return bad("unexpected argument '%s'%s", o, "");
+        if (!strcmp(o, "--random-weights")) {
+            a->random_weights = 1;
+            continue;
+        }
         if (i + 1 >= argc) return bad("%s needs a value%s", o, "");
         const char *v = argv[++i];
         int rc = 0, iv = 0;
@@ -179,6 +183,8 @@ int ds_cli_generate(int argc, char **argv) {
     ds_pipeline_opts opts = {0};
     opts.max_width = a.width;
     opts.max_height = a.height;
+    opts.random_weights = a.random_weights != 0;
+    opts.weights_seed = a.seed;
     opts.max_images = (a.n_labels + a.n_names > 0 ? a.n_labels + a.n_names : 1) * (a.num_images > 0 ? a.num_images : 1);
     if ((s = ds_pipeline_load(a.model, &opts, &p, &err)) != DS_OK) goto done;
 
