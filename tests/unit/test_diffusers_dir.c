@@ -503,3 +503,29 @@ Test(diffusers_dir, config_python_nonfinite_tokens) {
     cr_assert_eq(ds_config_get_int(cfg, "big", 0, &iv, &err), DS_ERR_FORMAT); /* not an integer */
     ds_config_close(cfg);
 }
+
+/* Random weights: any name is found, reads need the expected shape, values are seeded per name and
+ * scaled by fan-in; norm weights sit around 1. */
+Test(diffusers_dir, random_weights_synthesize_by_shape) {
+    ds_weights *w = NULL;
+    ds_err err;
+    cr_assert_eq(ds_weights_open_random(3, "transformer", &w, &err), DS_OK);
+    cr_assert_not_null(ds_weights_find(w, "anything.weight"));
+    cr_assert_eq(ds_weights_count(w), 0);
+    static float a[64 * 256], b[64 * 256], c[64];
+    const int64_t shape[2] = {64, 256};
+    cr_assert_eq(ds_weights_read(w, "blocks.0.ff.weight", DS_F32, a, sizeof a, 2, shape, &err), DS_OK, "%s", err.msg);
+    cr_assert_eq(ds_weights_read(w, "blocks.0.ff.weight", DS_F32, b, sizeof b, 2, shape, &err), DS_OK);
+    cr_assert(memcmp(a, b, sizeof a) == 0);
+    cr_assert_eq(ds_weights_read(w, "blocks.1.ff.weight", DS_F32, b, sizeof b, 2, shape, &err), DS_OK);
+    cr_assert(memcmp(a, b, sizeof a) != 0);
+    double s2 = 0;
+    for (int i = 0; i < 64 * 256; i++) s2 += (double)a[i] * a[i];
+    cr_assert_lt(fabs(sqrt(s2 / (64 * 256)) - 1.0 / 16.0), 0.003, "std should be 1/sqrt(256)");
+    cr_assert_eq(ds_weights_read(w, "norm1.weight", DS_F32, c, sizeof c, 1, (int64_t[]){64}, &err), DS_OK);
+    for (int i = 0; i < 64; i++) cr_assert(fabs(c[i] - 1.0f) < 0.12f);
+    cr_assert_eq(ds_weights_read(w, "x", DS_F32, c, sizeof c, -1, NULL, &err), DS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "expected shape"), "%s", err.msg);
+    cr_assert_eq(ds_weights_read(w, "x", DS_F32, c, sizeof c, 2, shape, &err), DS_ERR_INVALID_ARG); /* too small */
+    ds_weights_close(w);
+}
