@@ -28,9 +28,10 @@ typedef struct ds_pipeline_opts {
     uint64_t weights_seed;   /* seed for random_weights */
 } ds_pipeline_opts;
 
-/* Called after each denoising step (1-based `step` of `n_steps`); a non-zero return cancels the
- * generation (DS_ERR_CANCELLED). */
-typedef int (*ds_step_cb)(void *user, int step, int n_steps);
+/* Called after each denoising step (1-based `step` of `n_steps`) with the scheduler's current sample:
+ * latents[0..n) ([B, C, h, w] for DiT, packed [B, N, 64] for FLUX; valid only during the call). A
+ * non-zero return cancels the generation (DS_ERR_CANCELLED). */
+typedef int (*ds_step_cb)(void *user, int step, int n_steps, const float *latents, int64_t n);
 
 /* One generation request (already validated for types by the caller; values are checked here). */
 typedef struct ds_gen_params {

@@ -106,7 +106,7 @@ ds_status ds_pipeline_dit_generate(ds_pipeline *p, const ds_gen_params *g, ds_ge
             for (int64_t k = 0; k < per_lat; k++) e[k] = cfg_on ? unc[k] + gs * (cond[k] - unc[k]) : cond[k];
         }
         DS_TRY(ds_scheduler_step(sch, i, p->eps, p->lat, n, err));
-        if (g->on_step && g->on_step(g->user, i + 1, steps))
+        if (g->on_step && g->on_step(g->user, i + 1, steps, p->lat, n))
             return DS_FAIL(err, DS_ERR_CANCELLED, "cancelled after step %d of %d", i + 1, steps);
     }
     double t1 = ds_pipeline_now_ms();

@@ -170,7 +170,7 @@ ds_status ds_pipeline_flux_generate(ds_pipeline *p, const ds_gen_params *g, ds_g
             noise = p->eps;
         }
         DS_TRY(ds_scheduler_step(sch, i, noise, p->lat2, n, err));
-        if (g->on_step && g->on_step(g->user, i + 1, steps))
+        if (g->on_step && g->on_step(g->user, i + 1, steps, p->lat2, n))
             return DS_FAIL(err, DS_ERR_CANCELLED, "cancelled after step %d of %d", i + 1, steps);
     }
     double t1 = ds_pipeline_now_ms();

@@ -152,8 +152,10 @@ static void image_path(const char *out, int k, int n, char *buf, size_t len) {
     snprintf(buf, len, "%.*s-%d%s", (int)(dot - out), out, k, dot);
 }
 
-static int step_log(void *user, int step, int n) {
+static int step_log(void *user, int step, int n, const float *latents, int64_t numel) {
     (void)user;
+    (void)latents;
+    (void)numel;
     if (step == n || step % 10 == 0) DS_LOGD("cli", "step %d/%d", step, n);
     return 0;
 }

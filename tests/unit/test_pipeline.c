@@ -53,16 +53,23 @@ static void check_result(const ds_safetensors *st, const ds_gen_result *r, const
     free(u8);
 }
 
-/* Records the latents after each step through the step callback (DiT: the pipeline's own buffer is not
- * exposed, so the test re-runs with on_step counting only). */
+/* The step callback: counts calls, cancels at cancel_at, and compares each step's latents with
+ * diffusers' (ref: [steps, numel] when non-NULL) at the final-latents bound. */
 typedef struct step_count {
-    int calls, cancel_at;
+    int          calls, cancel_at;
+    const float *ref;
+    double       worst;
 } step_count;
 
-static int count_steps(void *user, int step, int n) {
+static int count_steps(void *user, int step, int n, const float *latents, int64_t numel) {
     step_count *c = user;
     c->calls++;
     cr_assert_leq(step, n);
+    if (c->ref) {
+        ds_test_cmp cmp = ds_test_compare(latents, c->ref + (size_t)(step - 1) * (size_t)numel, numel, 0, 0);
+        cr_assert(cmp.rel_err <= STEP_REL, "step %d latents: relative error %.3e", step, cmp.rel_err);
+        if (cmp.rel_err > c->worst) c->worst = cmp.rel_err;
+    }
     return c->cancel_at > 0 && step >= c->cancel_at;
 }
 
@@ -76,7 +83,9 @@ static void dit_case(const char *file) {
     const char *ls = ds_safetensors_metadata(st, "class_labels");
     for (const char *c = ls; c && *c; c = strchr(c, ',') ? strchr(c, ',') + 1 : NULL) labels[n_labels++] = atoi(c);
     const char *sched = ds_safetensors_metadata(st, "scheduler");
-    step_count sc = {0, 0};
+    ds_tensor steps_t;
+    float *steps_ref = ds_test_read_f32(st, "latents", &steps_t);
+    step_count sc = {0, 0, steps_ref, 0};
     ds_gen_params g = {0};
     g.steps = (int)ds_test_meta_num(st, "steps");
     g.guidance_scale = (float)ds_test_meta_num(st, "guidance_scale");
@@ -93,9 +102,11 @@ static void dit_case(const char *file) {
     cr_assert_eq(ds_pipeline_generate(p, &g, &r, &err), DS_OK, "%s", err.msg);
     cr_assert_eq(sc.calls, g.steps);
     cr_assert_eq(r.steps, g.steps);
+    fprintf(stderr, "measured %s: worst step latents rel %.3e\n", file, sc.worst);
     check_result(st, &r, file);
     ds_gen_result_free(&r);
     free(nz);
+    free(steps_ref);
     ds_pipeline_free(p);
     ds_safetensors_close(st);
 }
@@ -128,10 +139,18 @@ static void flux_case(const char *file) {
     g.prompt_embeds = &pe;
     g.pooled_prompt_embeds = &pp;
     g.init_noise = &noise;
+    ds_tensor steps_t;
+    float *steps_ref = ds_test_read_f32(st, "latents_packed", &steps_t);
+    step_count sc = {0, 0, steps_ref, 0};
+    g.on_step = count_steps;
+    g.user = &sc;
     ds_gen_result r;
     ds_err err;
     ds_err_clear(&err);
     cr_assert_eq(ds_pipeline_generate(p, &g, &r, &err), DS_OK, "%s", err.msg);
+    cr_assert_eq(sc.calls, g.steps);
+    fprintf(stderr, "measured %s: worst step latents rel %.3e\n", file, sc.worst);
+    free(steps_ref);
     check_result(st, &r, file);
     ds_gen_result_free(&r);
     for (int i = 0; i < 5; i++) free(bufs[i]);
@@ -186,7 +205,7 @@ Test(pipeline_dit, label_names_seeded_determinism_and_cancel) {
     ds_gen_result c;
     cr_assert_eq(ds_pipeline_generate(p, &g, &c, &err), DS_OK);
     cr_assert(memcmp(a.rgb, c.rgb, (size_t)a.width * a.height * 3) != 0, "seed ignored");
-    step_count sc = {0, 2};
+    step_count sc = {0, 2, NULL, 0};
     g.on_step = count_steps;
     g.user = &sc;
     ds_gen_result d;
