@@ -1,6 +1,7 @@
 /* ops_bench.c - small CPU benchmark of the transformer ops at DiT-ish sizes: ds_op_linear
  * (M=256, K=N=1152, DiT-XL/2 width) and ds_op_attention (N=256 and 1024 tokens, H=16, d=72),
- * printing time per call and GFLOP/s. For scale, the attention is also timed as a plain
+ * and ds_op_conv2d at VAE-decoder sizes (3x3, pad 1), printing time per call, GFLOP/s and, for the
+ * ops that take scratch, its size. For scale, the attention is also timed as a plain
  * OpenBLAS-sgemm formulation (per head: S = q·kᵀ, softmax, S·v), which is what a BLAS-based
  * kernel would reach.
  *
@@ -150,6 +151,51 @@ static void bench_attention(int64_t B, int64_t N, int64_t H, int64_t d, double b
     free(q), free(k), free(v), free(o), free(c.scratch), free(c.qh), free(c.kh), free(c.vh), free(c.oh), free(c.s);
 }
 
+typedef struct conv_ctx {
+    ds_tensor out, x, w, b;
+    int       padding;
+    void     *scratch;
+    size_t    scratch_bytes;
+} conv_ctx;
+
+static int run_conv2d(void *p) {
+    conv_ctx *c = p;
+    ds_err err;
+    if (ds_op_conv2d(&c->out, &c->x, &c->w, &c->b, c->padding, c->scratch, c->scratch_bytes, &err) != DS_OK) {
+        fprintf(stderr, "conv2d: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* conv2d x [1, cin, h, w] * w [cout, cin, k, k] (+ bias), padding (k-1)/2; scratch sized by
+ * ds_op_conv2d_scratch_bytes. FLOPs: 2·cout·cin·k²·h·w. */
+static void bench_conv2d(int64_t cin, int64_t cout, int64_t h, int64_t w, int64_t k, double budget) {
+    conv_ctx c;
+    memset(&c, 0, sizeof c);
+    c.padding = (int)((k - 1) / 2);
+    float *x = rand_buf(cin * h * w, 10, 2.0f), *wt = rand_buf(cout * cin * k * k, 11, 0.1f),
+          *b = rand_buf(cout, 12, 1.0f);
+    float *o = malloc((size_t)(cout * h * w) * sizeof(float));
+    c.x = ds_tensor_f32(x, 4, 1, cin, h, w);
+    c.w = ds_tensor_f32(wt, 4, cout, cin, k, k);
+    c.b = ds_tensor_f32(b, 1, cout);
+    c.out = ds_tensor_f32(o, 4, 1, cout, h, w);
+    c.scratch_bytes = ds_op_conv2d_scratch_bytes(cin, h, w, k, c.padding);
+    c.scratch = c.scratch_bytes ? malloc(c.scratch_bytes) : NULL;
+    if (!o || (c.scratch_bytes && !c.scratch)) {
+        fprintf(stderr, "ops_bench: out of memory\n");
+        exit(1);
+    }
+    const double flops = 2.0 * (double)cout * (double)cin * (double)(k * k) * (double)h * (double)w;
+    double t = time_it(run_conv2d, &c, budget);
+    if (t > 0)
+        printf("conv2d     Cin=%-4lld Cout=%-4lld %4lldx%-4lld k%lld  %9.3f ms  %7.1f GFLOP/s  (scratch %.2f MiB)\n",
+               (long long)cin, (long long)cout, (long long)h, (long long)w, (long long)k, 1e3 * t,
+               flops / t * 1e-9, (double)c.scratch_bytes / (1024.0 * 1024.0));
+    free(x), free(wt), free(b), free(o), free(c.scratch);
+}
+
 int main(int argc, char **argv) {
     double budget = argc > 1 ? atof(argv[1]) : 0.5;
     if (!(budget > 0)) budget = 0.5;
@@ -158,5 +204,8 @@ int main(int argc, char **argv) {
     bench_linear(77, 301, 193, budget);
     bench_attention(1, 256, 16, 72, budget);
     bench_attention(1, 1024, 16, 72, budget);
+    bench_conv2d(128, 128, 128, 128, 3, budget); /* VAE up block, 128x128 */
+    bench_conv2d(512, 512, 64, 64, 3, budget);   /* VAE mid block, 64x64 */
+    bench_conv2d(128, 128, 512, 512, 3, budget); /* VAE last up block at 512x512 output */
     return 0;
 }

@@ -99,9 +99,16 @@ ds_status ds_op_pos_embed_2d(ds_tensor *out, int64_t hp, int64_t wp, double base
 /* ---- image-shaped ops ----------------------------------------------------------------------- */
 
 /* conv2d, stride 1, square kernel k in {1, 3} with padding (k-1)/2 given as `padding` (0 or 1):
- * x [B, Cin, H, W], w [Cout, Cin, k, k], bias [Cout] or NULL -> out [B, Cout, Ho, Wo].
- * Implemented as im2col + sgemm; `scratch` of ds_op_conv2d_scratch_bytes(...) bytes (caller-owned).
- * A 1x1 kernel with padding 0 needs no im2col: the size is then 0 and scratch may be NULL. */
+ * x [B, Cin, H, W], w [Cout, Cin, k, k], bias [Cout] or NULL -> out [B, Cout, Ho, Wo] (must not
+ * overlap x). Implemented as im2col over bands of output rows + one sgemm per band; `scratch` of
+ * ds_op_conv2d_scratch_bytes(...) bytes (caller-owned) holds one band's im2col matrix.
+ * ds_op_conv2d_scratch_bytes(cin, h, w, k, padding) = Cin·k·k · band · Wo · 4 bytes with
+ *   band = clamp(DS_OP_CONV2D_BAND_BYTES / (Cin·k·k · Wo · 4), 1, Ho),
+ * so it is at most DS_OP_CONV2D_BAND_BYTES unless one output row alone is larger (then it is one
+ * row), and depends on H only through min(H, band): it does not grow with the image height, and
+ * it does not depend on B or Cout. A 1x1 kernel with padding 0 needs no im2col: the size is then
+ * 0 and scratch may be NULL. Thread-count independent; the result is too. */
+#define DS_OP_CONV2D_BAND_BYTES ((size_t)8 << 20) /* im2col budget per band: 8 MiB */
 size_t ds_op_conv2d_scratch_bytes(int64_t cin, int64_t h, int64_t w, int64_t k, int64_t padding);
 ds_status ds_op_conv2d(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias, int padding,
                        void *scratch, size_t scratch_bytes, ds_err *err);

@@ -4,7 +4,9 @@
  * upsample, patchify (checked through the PatchEmbed conv) and unpatchify; plus the error paths.
  * Default bound: relative error <= 1e-5 and every element within 1e-6 + 1e-5·|ref|. Each test prints
  * "measured <what>: rel .. max_abs .." (collected into docs/ops-parity-image.md). */
+#include <cblas.h>
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,6 +180,16 @@ Test(ops_image, pos_embed_2d) {
 
 /* ---- conv2d ---------------------------------------------------------------------------------- */
 
+/* The documented scratch size: one band's im2col, Cin·k·k x band·Wo floats with
+ * band = clamp(DS_OP_CONV2D_BAND_BYTES / (Cin·k·k·Wo·4), 1, Ho); 0 for 1x1 / pad 0. */
+static size_t conv_scratch_expect(int64_t cin, int64_t h, int64_t w, int64_t k, int64_t pad) {
+    if (k == 1 && pad == 0) return 0;
+    const int64_t ho = h + 2 * pad - k + 1, wo = w + 2 * pad - k + 1, row = cin * k * k * wo * 4;
+    int64_t band = (int64_t)DS_OP_CONV2D_BAND_BYTES / row;
+    band = band < 1 ? 1 : band > ho ? ho : band;
+    return (size_t)(row * band);
+}
+
 /* Scratch is exactly ds_op_conv2d_scratch_bytes, poisoned, with a guard zone after it that must stay
  * untouched. */
 Test(ops_image, conv2d) {
@@ -194,7 +206,7 @@ Test(ops_image, conv2d) {
         int pad = (int)ds_test_meta_num(st, key(k, sizeof k, i, "padding"));
         float *bp = has_bias ? ds_test_read_f32(st, key(k, sizeof k, i, "bias"), &b) : NULL;
         size_t sb = ds_op_conv2d_scratch_bytes(x.shape[1], x.shape[2], x.shape[3], w.shape[2], pad);
-        if (w.shape[2] == 3) cr_assert_eq(sb, (size_t)(x.shape[1] * 9 * x.shape[2] * x.shape[3]) * sizeof(float));
+        cr_assert_eq(sb, conv_scratch_expect(x.shape[1], x.shape[2], x.shape[3], w.shape[2], pad));
         const size_t guard = 256;
         unsigned char *scratch = malloc(sb + guard);
         cr_assert_not_null(scratch);
@@ -214,6 +226,172 @@ Test(ops_image, conv2d) {
         free(xp), free(wp), free(rp), free(bp), free(o), free(scratch);
     }
     ds_safetensors_close(st);
+}
+
+/* Deterministic N(0, 1) samples (LCG + Box-Muller), times `scale`. */
+static float *conv_randn(int64_t n, uint64_t seed, double scale) {
+    float *p = malloc((size_t)n * sizeof(float));
+    cr_assert_not_null(p);
+    uint64_t st = seed * 6364136223846793005ull + 1442695040888963407ull;
+    for (int64_t i = 0; i < n; i++) {
+        double u[2];
+        for (int j = 0; j < 2; j++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            u[j] = ((double)(st >> 11) + 0.5) / 9007199254740992.0; /* (0, 1) */
+        }
+        p[i] = (float)(scale * sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]));
+    }
+    return p;
+}
+
+/* Direct convolution in double (stride 1, zero padding), rounded to f32 once at the end:
+ * ref[b, co, oy, ox] = bias[co] + Σ_{ci, u, v} w[co, ci, u, v] · x[b, ci, oy + u − pad, ox + v − pad]. */
+static float *conv_direct_ref(const float *x, const float *w, const float *bias, int64_t B, int64_t cin,
+                              int64_t cout, int64_t h, int64_t wd, int64_t k, int64_t pad) {
+    const int64_t ho = h + 2 * pad - k + 1, wo = wd + 2 * pad - k + 1;
+    double *acc = malloc((size_t)(ho * wo) * sizeof(double));
+    float *ref = malloc((size_t)(B * cout * ho * wo) * sizeof(float));
+    cr_assert(acc && ref);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t co = 0; co < cout; co++) {
+            for (int64_t p = 0; p < ho * wo; p++) acc[p] = bias ? (double)bias[co] : 0.0;
+            for (int64_t ci = 0; ci < cin; ci++)
+                for (int64_t u = 0; u < k; u++)
+                    for (int64_t v = 0; v < k; v++) {
+                        const double wv = w[((co * cin + ci) * k + u) * k + v];
+                        const float *xc = x + (b * cin + ci) * h * wd;
+                        for (int64_t oy = 0; oy < ho; oy++) {
+                            const int64_t iy = oy + u - pad;
+                            if (iy < 0 || iy >= h) continue;
+                            for (int64_t ox = 0; ox < wo; ox++) {
+                                const int64_t ix = ox + v - pad;
+                                if (ix >= 0 && ix < wd) acc[oy * wo + ox] += wv * (double)xc[iy * wd + ix];
+                            }
+                        }
+                    }
+            for (int64_t p = 0; p < ho * wo; p++) ref[(b * cout + co) * ho * wo + p] = (float)acc[p];
+        }
+    free(acc);
+    return ref;
+}
+
+/* The pre-banding formulation: per image, im2col of the whole image [Cin·9, H·W] (3x3, pad 1), then
+ * one sgemm out_b = w · col (+ bias). */
+static float *conv_whole_image(const float *x, const float *w, const float *bias, int64_t B, int64_t cin,
+                               int64_t cout, int64_t h, int64_t wd) {
+    const int64_t K = cin * 9, P = h * wd;
+    float *col = malloc((size_t)(K * P) * sizeof(float)), *o = malloc((size_t)(B * cout * P) * sizeof(float));
+    cr_assert(col && o);
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t r = 0; r < K; r++) {
+            const int64_t ci = r / 9, u = (r / 3) % 3, v = r % 3;
+            for (int64_t oy = 0; oy < h; oy++)
+                for (int64_t ox = 0; ox < wd; ox++) {
+                    const int64_t iy = oy + u - 1, ix = ox + v - 1;
+                    col[r * P + oy * wd + ox] =
+                        iy >= 0 && iy < h && ix >= 0 && ix < wd ? x[((b * cin + ci) * h + iy) * wd + ix] : 0.0f;
+                }
+        }
+        float *ob = o + b * cout * P;
+        for (int64_t c = 0; c < cout; c++)
+            for (int64_t p = 0; p < P; p++) ob[c * P + p] = bias ? bias[c] : 0.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout, (int)P, (int)K, 1.0f, w, (int)K, col,
+                    (int)P, bias ? 1.0f : 0.0f, ob, (int)P);
+    }
+    free(col);
+    return o;
+}
+
+/* Images tall or wide enough that the im2col runs in several bands under the real budget
+ * (DS_OP_CONV2D_BAND_BYTES = 8 MiB), against a direct double convolution:
+ *   - Cin 256, W 64: one im2col row is 2304·64·4 = 576 KiB, so 14 rows per band; H 71 gives 5 full
+ *     bands + a 1-row tail (B 2, bias), H 70 exactly 5 full bands (no bias);
+ *   - Cin 512, W 512: one row is 4608·512·4 = 9 MiB > budget, so the band is 1 row and the scratch
+ *     is that one row (H 3: the first and last rows touch the zero padding).
+ * Scratch is exactly ds_op_conv2d_scratch_bytes (checked against the documented formula), poisoned,
+ * with an untouched guard zone after it; the output starts as NaN.
+ * Bound: rel <= 1e-5 and rtol 1e-5 as by default, but per-element atol = sqrt(K)·eps (eps = 2^-23):
+ * 5.7e-6 for K = 2304, 8.1e-6 for K = 4608, instead of 1e-6. Why: x ~ N(0,1), w ~ N(0,1/K) (the
+ * export_ops_image.py scaling), so every partial sum of the f32 K-loop has std <= 1 and each of the K
+ * additions rounds by up to u = eps/2 of it: the absolute error of an output element is a random walk
+ * of std ~ u·sqrt(K/6) (1.2e-6 for K = 2304), whatever the size of the result, so elements whose
+ * exact value is near 0 exceed 1e-6 by rounding alone (measured: one of 22400 at 1.2e-6 with
+ * |ref| = 0.007). sqrt(K)·eps is ~5 of those std. The K-loop is that of a whole-image sgemm (banding
+ * only changes the column count N of each product), so the test also prints how many elements
+ * differ from one whole-image im2col + sgemm (0 here with OpenBLAS; not asserted, as a BLAS may pick
+ * a different kernel for a different N). */
+Test(ops_image, conv2d_banded) {
+    static const struct {
+        int64_t B, cin, cout, h, w;
+        int     bias;
+        int64_t bands; /* expected band count per image */
+    } cases[] = {
+        {2, 256, 8, 71, 64, 1, 6},
+        {1, 256, 5, 70, 64, 0, 5},
+        {1, 512, 3, 3, 512, 1, 3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t B = cases[i].B, cin = cases[i].cin, cout = cases[i].cout, h = cases[i].h, wd = cases[i].w;
+        const int64_t K = cin * 9;
+        float *x = conv_randn(B * cin * h * wd, 300 + i, 1.0);
+        float *w = conv_randn(cout * K, 400 + i, 1.0 / sqrt((double)K));
+        float *bias = cases[i].bias ? conv_randn(cout, 500 + i, 0.5) : NULL;
+        float *ref = conv_direct_ref(x, w, bias, B, cin, cout, h, wd, 3, 1);
+
+        const size_t sb = ds_op_conv2d_scratch_bytes(cin, h, wd, 3, 1);
+        cr_assert_eq(sb, conv_scratch_expect(cin, h, wd, 3, 1), "case%zu: scratch %zu", i, sb);
+        const size_t row = (size_t)(K * wd) * sizeof(float), band = sb / row;
+        cr_assert_eq(sb % row, 0);
+        cr_assert_eq((h + band - 1) / band, (size_t)cases[i].bands, "case%zu: band %zu rows", i, band);
+        cr_assert(sb <= DS_OP_CONV2D_BAND_BYTES || band == 1, "case%zu: scratch %zu over budget", i, sb);
+        /* does not grow with H beyond one band */
+        cr_assert_eq(ds_op_conv2d_scratch_bytes(cin, 100 * h, wd, 3, 1), sb);
+
+        const size_t guard = 256;
+        unsigned char *scratch = malloc(sb + guard);
+        cr_assert_not_null(scratch);
+        memset(scratch, 0xA5, sb + guard);
+        const int64_t no = B * cout * h * wd;
+        float *o = poisoned(no);
+        ds_tensor xt = ds_tensor_f32(x, 4, B, cin, h, wd), wt = ds_tensor_f32(w, 4, cout, cin, 3, 3),
+                  bt = ds_tensor_f32(bias, 1, cout), ot = ds_tensor_f32(o, 4, B, cout, h, wd);
+        ds_err err;
+        ds_err_clear(&err);
+        cr_assert_eq(ds_op_conv2d(&ot, &xt, &wt, bias ? &bt : NULL, 1, scratch, sb, &err), DS_OK, "%s", err.msg);
+        for (size_t g = 0; g < guard; g++) cr_assert_eq(scratch[sb + g], 0xA5, "scratch guard byte %zu written", g);
+        char what[128];
+        snprintf(what, sizeof what, "conv2d banded case%zu (B %lld Cin %lld Cout %lld %lldx%lld, %zu-row bands)", i,
+                 (long long)B, (long long)cin, (long long)cout, (long long)h, (long long)wd, band);
+        /* per-element atol from the f32 K-sum (see above); rel and rtol stay at the default */
+        const double atol_k = sqrt((double)K) * FLT_EPSILON;
+        ds_test_cmp c = ds_test_compare(o, ref, no, atol_k, RTOL);
+        fprintf(stderr, "measured %s: rel %.3e max_abs %.3e (n %lld, atol %.2e)\n", what, c.rel_err, c.max_abs,
+                (long long)no, atol_k);
+        ds_test_assert_close(o, ref, no, MAX_REL, atol_k, RTOL, what);
+
+#ifdef _OPENMP
+        /* one OpenMP thread gives the same bits (im2col is data movement; the sgemm never splits K) */
+        {
+            const int saved = omp_get_max_threads();
+            float *o1 = poisoned(no);
+            ds_tensor o1t = ds_tensor_f32(o1, 4, B, cout, h, wd);
+            omp_set_num_threads(1);
+            ds_status st1 = ds_op_conv2d(&o1t, &xt, &wt, bias ? &bt : NULL, 1, scratch, sb, &err);
+            omp_set_num_threads(saved);
+            cr_assert_eq(st1, DS_OK, "%s", err.msg);
+            cr_assert(memcmp(o1, o, (size_t)no * sizeof(float)) == 0, "case%zu: 1 thread differs from %d", i, saved);
+            free(o1);
+        }
+#endif
+        /* the same numbers as one whole-image im2col + sgemm (the pre-banding formulation) */
+        float *full = conv_whole_image(x, w, bias, B, cin, cout, h, wd);
+        int64_t ndiff = 0;
+        for (int64_t j = 0; j < no; j++) ndiff += memcmp(&o[j], &full[j], sizeof(float)) != 0;
+        fprintf(stderr, "measured %s vs whole-image sgemm: %lld of %lld elements differ\n", what, (long long)ndiff,
+                (long long)no);
+        free(full);
+        free(x), free(w), free(bias), free(ref), free(scratch), free(o);
+    }
 }
 
 /* ---- groupnorm ------------------------------------------------------------------------------- */
