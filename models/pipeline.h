@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blocks.h"
 #include "scheduler.h"
 #include "status.h"
 #include "tensor.h"
@@ -55,6 +56,10 @@ typedef struct ds_gen_params {
     const ds_tensor *init_noise;
     ds_step_cb on_step;
     void      *user;
+    /* Optional block runner (the engine's cache, models/blocks.h): NULL = every block in order, exactly
+       the monolithic forward. With a runner the transformer call is embed -> runner->run(lists) -> final;
+       runner->begin is called once before the first step, runner->step_done after each step. */
+    const ds_block_runner *runner;
 } ds_gen_params;
 
 /* What a generation returns. Free with ds_gen_result_free. */
