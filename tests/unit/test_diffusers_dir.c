@@ -12,42 +12,13 @@
 #include <unistd.h>
 
 #include "diffusers_dir.h"
+#include "test_util.h"
 
 /* ---- temp-dir helpers --------------------------------------------------------------------------- */
 
 static char g_root[64];
 
-static void mk_root(void) {
-    strcpy(g_root, "/tmp/ds_dd_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(g_root));
-}
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void rm_root(void) { nftw(g_root, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
-
-static void put(const char *rel, const void *data, size_t len) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", g_root, rel);
-    /* create parent directories */
-    for (char *p = path + strlen(g_root) + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(path, 0755);
-            *p = '/';
-        }
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "%s", path);
-    if (len) cr_assert_eq(fwrite(data, 1, len, f), len);
-    fclose(f);
-}
-
-static void put_str(const char *rel, const char *text) { put(rel, text, strlen(text)); }
+static void put_str(const char *rel, const char *text) { ds_test_write(g_root, rel, text, strlen(text)); }
 
 /* A safetensors image: u64 LE header length, header, data. */
 static void put_st(const char *rel, const char *hdr, const void *data, size_t dlen) {
@@ -56,7 +27,7 @@ static void put_st(const char *rel, const char *hdr, const void *data, size_t dl
     for (int k = 0; k < 8; k++) b[k] = (uint8_t)((uint64_t)hl >> (8 * k));
     memcpy(b + 8, hdr, hl);
     if (dlen) memcpy(b + 8 + hl, data, dlen);
-    put(rel, b, len);
+    ds_test_write(g_root, rel, b, len);
     free(b);
 }
 
@@ -117,7 +88,7 @@ static void expect_err(ds_status got, ds_status want, const ds_err *err, const c
 /* ---- happy paths ------------------------------------------------------------------------------- */
 
 Test(diffusers_dir, pipeline_index) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "dd_test");
     build_pipeline();
     ds_diffusers *pipe = open_ok();
     cr_assert_str_eq(ds_diffusers_class(pipe), "DiTPipeline");
@@ -142,11 +113,11 @@ Test(diffusers_dir, pipeline_index) {
     expect_err(ds_diffusers_component(pipe, "text_encoder", &c, &err), DS_ERR_NOT_FOUND, &err,
                "no component 'text_encoder'");
     ds_diffusers_close(pipe);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(diffusers_dir, single_file_component) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "dd_test");
     build_pipeline();
     ds_diffusers *pipe = open_ok();
     const ds_component *vae = NULL;
@@ -193,11 +164,11 @@ Test(diffusers_dir, single_file_component) {
     cr_assert_eq(ds_diffusers_component(pipe, "vae", &again, &err), DS_OK);
     cr_assert_eq(again, vae);
     ds_diffusers_close(pipe);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(diffusers_dir, sharded_component) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "dd_test");
     build_pipeline();
     ds_diffusers *pipe = open_ok();
     const ds_component *tr = NULL;
@@ -252,7 +223,7 @@ Test(diffusers_dir, sharded_component) {
     cr_assert_eq(ds_config_get_int(sch->config, "num_train_timesteps", 0, &steps, &err), DS_OK);
     cr_assert_eq(steps, 1000);
     ds_diffusers_close(pipe);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(diffusers_dir, config_getters) {
@@ -336,17 +307,17 @@ Test(diffusers_dir, config_getters) {
 /* ---- error paths ------------------------------------------------------------------------------- */
 
 Test(diffusers_dir_bad, missing_model_index) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "dd_test");
     ds_diffusers *pipe = (ds_diffusers *)0x1;
     ds_err err;
     expect_err(ds_diffusers_open(g_root, &pipe, &err), DS_ERR_NOT_FOUND, &err, "no model_index.json");
     cr_assert_null(pipe);
     cr_assert(strstr(err.msg, g_root) != NULL, "%s", err.msg);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(diffusers_dir_bad, malformed_model_index) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "dd_test");
     ds_diffusers *pipe = NULL;
     ds_err err;
     put_str("model_index.json", "{\"_class_name\": \"DiTPipeline\", \"vae\": [\"diffusers\", ");
@@ -365,11 +336,11 @@ Test(diffusers_dir_bad, malformed_model_index) {
     put_str("model_index.json", "[\"DiTPipeline\"]");
     expect_err(ds_diffusers_open(g_root, &pipe, &err), DS_ERR_FORMAT, &err, "not an object");
     cr_assert_null(pipe);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(diffusers_dir_bad, malformed_component_config) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "dd_test");
     build_pipeline();
     put_str("vae/config.json", "{\"in_channels\": 3,,}");
     ds_diffusers *pipe = open_ok();
@@ -378,11 +349,11 @@ Test(diffusers_dir_bad, malformed_component_config) {
     expect_err(ds_diffusers_component(pipe, "vae", &c, &err), DS_ERR_FORMAT, &err, "vae/config.json: invalid JSON");
     cr_assert_null(c);
     ds_diffusers_close(pipe);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(diffusers_dir_bad, missing_component_dir_and_weights) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "dd_test");
     build_pipeline();
     put_str("model_index.json", "{\"_class_name\":\"P\",\"vae\":[\"diffusers\",\"AutoencoderKL\"],"
                                 "\"text_encoder\":[\"transformers\",\"T5EncoderModel\"],"
@@ -396,11 +367,11 @@ Test(diffusers_dir_bad, missing_component_dir_and_weights) {
     expect_err(ds_diffusers_component(pipe, "unet", &c, &err), DS_ERR_NOT_FOUND, &err, "no weights");
     cr_assert(strstr(err.msg, "/unet") != NULL, "%s", err.msg);
     ds_diffusers_close(pipe);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(diffusers_dir_bad, missing_shard) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "dd_test");
     build_pipeline();
     char p[512];
     snprintf(p, sizeof p, "%s/transformer/diffusion_pytorch_model-00002-of-00002.safetensors", g_root);
@@ -412,11 +383,11 @@ Test(diffusers_dir_bad, missing_shard) {
                "shard 'diffusion_pytorch_model-00002-of-00002.safetensors' listed in weight_map does not exist");
     cr_assert(strstr(err.msg, "diffusion_pytorch_model.safetensors.index.json") != NULL, "%s", err.msg);
     ds_diffusers_close(pipe);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(diffusers_dir_bad, weight_map_names_absent_tensor) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "dd_test");
     build_pipeline();
     put_str("transformer/diffusion_pytorch_model.safetensors.index.json",
             "{\"weight_map\":{\"pos_embed.proj.weight\":\"diffusion_pytorch_model-00001-of-00002.safetensors\","
@@ -428,11 +399,11 @@ Test(diffusers_dir_bad, weight_map_names_absent_tensor) {
                "weight_map names tensor 'proj_out.weight' in shard 'diffusion_pytorch_model-00002-of-00002.safetensors', "
                "which does not contain it");
     ds_diffusers_close(pipe);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(diffusers_dir_bad, bad_weight_map) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "dd_test");
     build_pipeline();
     ds_weights *w = (ds_weights *)0x1;
     ds_err err;
@@ -454,11 +425,11 @@ Test(diffusers_dir_bad, bad_weight_map) {
     put_str("transformer/diffusion_pytorch_model-00001-of-00002.safetensors", "garbage");
     expect_err(ds_weights_open(dir, &w, &err), DS_ERR_FORMAT, &err, "00001-of-00002.safetensors: file is 7 bytes");
     cr_assert_null(w);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(diffusers_dir_bad, bin_only_component) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "dd_test");
     build_pipeline();
     char p[512];
     snprintf(p, sizeof p, "%s/vae/diffusion_pytorch_model.safetensors", g_root);
@@ -478,7 +449,7 @@ Test(diffusers_dir_bad, bin_only_component) {
     cr_assert_eq(ds_diffusers_component(pipe, "vae", &c, &err), DS_OK, "%s", err.msg);
     cr_assert_not_null(ds_weights_find(c->weights, "encoder.conv_in.weight"));
     ds_diffusers_close(pipe);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 /* diffusers' save_config writes Python's non-standard JSON tokens (DPM configs carry

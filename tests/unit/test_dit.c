@@ -267,68 +267,22 @@ Test(dit, low_variance_layernorm_eps) {
 
 static char g_root[64];
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void mk_root(void) {
-    strcpy(g_root, "/tmp/ds_dit_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(g_root));
-}
-
-static void rm_root(void) { nftw(g_root, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static void put(const char *rel, const void *data, size_t len) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", g_root, rel);
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "%s", path);
-    cr_assert_eq(fwrite(data, 1, len, f), len);
-    fclose(f);
-}
-
-/* Replace the first occurrence of `from` in `text` by `to` (same length not needed); returns a new string. */
-static char *replace(const char *text, const char *from, const char *to) {
-    const char *at = strstr(text, from);
-    cr_assert_not_null(at, "'%s' not found", from);
-    size_t pre = (size_t)(at - text), fl = strlen(from), tl = strlen(to), rest = strlen(at + fl);
-    char *o = malloc(pre + tl + rest + 1);
-    memcpy(o, text, pre);
-    memcpy(o + pre, to, tl);
-    memcpy(o + pre + tl, at + fl, rest + 1);
-    return o;
-}
+static void mk_root(void) { ds_test_mkdtemp(g_root, sizeof g_root, "dit_test"); }
+static void rm_root(void) { ds_test_rmtree(g_root); }
 
 /* g_root/config.json = the tiny config with `from` replaced by `to` (NULL: unchanged); weights: a
  * symlink to the committed file unless `weights` is given (then written). */
 static void write_dir(const char *from, const char *to, const void *weights, size_t wlen) {
     size_t n;
-    char *cfg = slurp(TR_DIR "/config.json", &n);
-    char *mod = from ? replace(cfg, from, to) : strdup(cfg);
-    put("config.json", mod, strlen(mod));
+    char *cfg = ds_test_slurp(TR_DIR "/config.json", &n);
+    char *mod = from ? ds_test_replace(cfg, from, to) : strdup(cfg);
+    ds_test_write(g_root, "config.json", mod, strlen(mod));
     free(cfg);
     free(mod);
     char path[512];
     snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", g_root);
     if (weights) {
-        put("diffusion_pytorch_model.safetensors", weights, wlen);
+        ds_test_write(g_root, "diffusion_pytorch_model.safetensors", weights, wlen);
     } else {
         cr_assert_eq(symlink(TR_WEIGHTS, path), 0);
     }
@@ -351,7 +305,7 @@ typedef struct image {
 } image;
 
 static void image_load(image *im) {
-    im->buf = slurp(TR_WEIGHTS, &im->len);
+    im->buf = ds_test_slurp(TR_WEIGHTS, &im->len);
     ds_err err;
     cr_assert_eq(ds_safetensors_parse(im->buf, im->len, "image", &im->st, &err), DS_OK, "%s", err.msg);
 }
@@ -401,10 +355,10 @@ Test(dit, norm_eps_from_config, .init = mk_root, .fini = rm_root) {
 /* A legacy Transformer2DModel config without norm_type is a plain layer_norm transformer in diffusers. */
 Test(dit, legacy_without_norm_type, .init = mk_root, .fini = rm_root) {
     size_t n;
-    char *cfg = slurp(TR_DIR "/config.json", &n);
-    char *a = replace(cfg, "\"_class_name\": \"DiTTransformer2DModel\"", "\"_class_name\": \"Transformer2DModel\"");
-    char *b = replace(a, "\"norm_type\": \"ada_norm_zero\",", "");
-    put("config.json", b, strlen(b));
+    char *cfg = ds_test_slurp(TR_DIR "/config.json", &n);
+    char *a = ds_test_replace(cfg, "\"_class_name\": \"DiTTransformer2DModel\"", "\"_class_name\": \"Transformer2DModel\"");
+    char *b = ds_test_replace(a, "\"norm_type\": \"ada_norm_zero\",", "");
+    ds_test_write(g_root, "config.json", b, strlen(b));
     free(cfg);
     free(a);
     free(b);

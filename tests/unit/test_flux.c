@@ -269,33 +269,6 @@ Test(flux, pack_unpack_ids_s6x10) { helpers_case("flux/tiny_b2_s6x10.safetensors
 
 static char g_root[64];
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    cr_assert_not_null(fp, "open %s", path);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert_not_null(buf);
-    cr_assert_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    buf[n] = 0;
-    fclose(fp);
-    *len = (size_t)n;
-    return buf;
-}
-
-static void spit(const char *path, const void *data, size_t len) {
-    FILE *fp = fopen(path, "wb");
-    cr_assert_not_null(fp, "create %s", path);
-    cr_assert_eq(fwrite(data, 1, len, fp), len);
-    fclose(fp);
-}
-
 /* Does `name` contain any of the NULL-terminated substrings in drop? */
 static bool dropped(const char *name, const char *const *drop) {
     for (int i = 0; drop && drop[i]; i++)
@@ -317,26 +290,25 @@ static int cmp_entry(const void *a, const void *b) {
 /* Copy the tiny transformer to <tmp>/transformer without the tensors whose names contain a string of `drop`,
  * with config.json's `guidance_embeds` set to `guidance` (or kept when < 0). Returns the component dir. */
 static const char *make_copy(const char *const *drop, int guidance) {
-    strcpy(g_root, "/tmp/ds_flux_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(g_root));
+    ds_test_mkdtemp(g_root, sizeof g_root, "flux_test");
     static char dir[128];
     snprintf(dir, sizeof dir, "%s/transformer", g_root);
     cr_assert_eq(mkdir(dir, 0755), 0);
     char path[256];
 
     size_t len;
-    char *cfg = slurp(CKPT "/transformer/config.json", &len);
+    char *cfg = ds_test_slurp(CKPT "/transformer/config.json", &len);
     cJSON *root = cJSON_Parse(cfg);
     cr_assert_not_null(root);
     if (guidance >= 0) cJSON_ReplaceItemInObject(root, "guidance_embeds", cJSON_CreateBool(guidance));
     char *txt = cJSON_Print(root);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    spit(path, txt, strlen(txt));
+    ds_test_write(NULL, path, txt, strlen(txt));
     free(txt);
     cJSON_Delete(root);
     free(cfg);
 
-    char *st = slurp(CKPT "/transformer/diffusion_pytorch_model.safetensors", &len);
+    char *st = ds_test_slurp(CKPT "/transformer/diffusion_pytorch_model.safetensors", &len);
     uint64_t hlen;
     memcpy(&hlen, st, 8);
     const char *data = st + 8 + hlen;
@@ -385,7 +357,7 @@ static const char *make_copy(const char *const *drop, int guidance) {
     return dir;
 }
 
-static void rm_copy(void) { nftw(g_root, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+static void rm_copy(void) { ds_test_rmtree(g_root); }
 
 /* Load a component directory directly (config + weights). */
 static ds_status load_dir(const char *dir, ds_config **cfg, ds_weights **w, ds_flux **m, ds_err *err) {

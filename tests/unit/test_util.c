@@ -4,7 +4,10 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <ftw.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 ds_safetensors *ds_test_open(const char *relpath) {
     char path[1024];
@@ -63,4 +66,64 @@ void ds_test_assert_close(const float *out, const float *ref, int64_t n, double 
     cr_assert(c.n_bad == 0, "%s: %lld of %lld elements outside atol %.1e + rtol %.1e*|ref|; first at %lld: out %.8g ref %.8g",
               what, (long long)c.n_bad, (long long)n, atol, rtol, (long long)c.first_bad,
               c.first_bad >= 0 ? out[c.first_bad] : 0.0, c.first_bad >= 0 ? ref[c.first_bad] : 0.0);
+}
+
+void ds_test_mkdtemp(char *buf, size_t len, const char *tag) {
+    int n = snprintf(buf, len, "/tmp/ds_%s_XXXXXX", tag);
+    cr_assert(n > 0 && (size_t)n < len, "temp dir name too long");
+    cr_assert_not_null(mkdtemp(buf), "mkdtemp %s", buf);
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+void ds_test_rmtree(const char *dir) {
+    if (dir && *dir) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *ds_test_slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    cr_assert_geq(n, 0, "cannot size %s", path);
+    char *buf = malloc((size_t)n + 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n, "short read of %s", path);
+    buf[n] = 0;
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+void ds_test_write(const char *dir, const char *rel, const void *data, size_t len) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s%s%s", dir ? dir : "", dir ? "/" : "", rel);
+    for (char *p = path + (dir ? strlen(dir) + 1 : 1); *p; p++) /* parents below dir */
+        if (*p == '/') {
+            *p = 0;
+            mkdir(path, 0755);
+            *p = '/';
+        }
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "cannot create %s", path);
+    if (len) cr_assert_eq(fwrite(data, 1, len, f), len, "short write to %s", path);
+    fclose(f);
+}
+
+char *ds_test_replace(const char *text, const char *from, const char *to) {
+    const char *at = strstr(text, from);
+    cr_assert_not_null(at, "'%s' not found", from);
+    size_t pre = (size_t)(at - text), fl = strlen(from), tl = strlen(to), rest = strlen(at + fl);
+    char *o = malloc(pre + tl + rest + 1);
+    cr_assert_not_null(o);
+    memcpy(o, text, pre);
+    memcpy(o + pre, to, tl);
+    memcpy(o + pre + tl, at + fl, rest + 1);
+    return o;
 }

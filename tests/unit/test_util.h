@@ -33,4 +33,23 @@ ds_test_cmp ds_test_compare(const float *out, const float *ref, int64_t n, doubl
 void ds_test_assert_close(const float *out, const float *ref, int64_t n, double max_rel, double atol, double rtol,
                           const char *what);
 
+/* ---- temporary checkpoint directories (tests that write modified copies) ---------------------- */
+
+/* Create a fresh directory /tmp/ds_<tag>_XXXXXX; its path into buf (len >= 64). Fails the test on error. */
+void ds_test_mkdtemp(char *buf, size_t len, const char *tag);
+
+/* Remove `dir` and everything below it (no-op if it does not exist). */
+void ds_test_rmtree(const char *dir);
+
+/* Whole file as a malloc'd NUL-terminated buffer (caller frees); its length into *len. Fails the test if
+ * the file cannot be read. */
+char *ds_test_slurp(const char *path, size_t *len);
+
+/* Write data[0..len) to <dir>/<rel> (dir NULL: rel is the path), creating missing parent directories
+ * below dir. Fails the test on error. */
+void ds_test_write(const char *dir, const char *rel, const void *data, size_t len);
+
+/* A malloc'd copy of text with the first `from` replaced by `to` (fails the test if from is absent). */
+char *ds_test_replace(const char *text, const char *from, const char *to);
+
 #endif /* DS_TEST_UTIL_H */

@@ -341,55 +341,6 @@ Test(vae, decode_rejects_bad_inputs) {
 
 static char g_root[64];
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void mk_root(void) {
-    strcpy(g_root, "/tmp/ds_vae_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(g_root));
-}
-
-static void rm_root(void) { nftw(g_root, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static void put(const char *rel, const void *data, size_t len) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", g_root, rel);
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "%s", path);
-    cr_assert_eq(fwrite(data, 1, len, f), len);
-    fclose(f);
-}
-
-/* Replace the first occurrence of `from` in `text` by `to`; returns a new string. */
-static char *replace(const char *text, const char *from, const char *to) {
-    const char *at = strstr(text, from);
-    cr_assert_not_null(at, "'%s' not found", from);
-    size_t pre = (size_t)(at - text), fl = strlen(from), tl = strlen(to), rest = strlen(at + fl);
-    char *o = malloc(pre + tl + rest + 1);
-    memcpy(o, text, pre);
-    memcpy(o + pre, to, tl);
-    memcpy(o + pre + tl, at + fl, rest + 1);
-    return o;
-}
-
 typedef enum edit_kind { EDIT_NONE = 0, EDIT_DROP, EDIT_RESHAPE, EDIT_LEGACY, EDIT_INT } edit_kind;
 
 /* g_root = a copy of src_dir: config.json with `from` -> `to` (NULL: unchanged); weights re-written as
@@ -399,9 +350,9 @@ static void write_variant(const char *src_dir, const char *from, const char *to,
     char path[512];
     size_t n;
     snprintf(path, sizeof path, "%s/config.json", src_dir);
-    char *cfg = slurp(path, &n);
-    char *mod = from ? replace(cfg, from, to) : strdup(cfg);
-    put("config.json", mod, strlen(mod));
+    char *cfg = ds_test_slurp(path, &n);
+    char *mod = from ? ds_test_replace(cfg, from, to) : strdup(cfg);
+    ds_test_write(g_root, "config.json", mod, strlen(mod));
     free(cfg);
     free(mod);
 
@@ -481,7 +432,7 @@ static void write_variant(const char *src_dir, const char *from, const char *to,
     memcpy(file + 8, js, hl);
     memset(file + 8 + hl, ' ', padded - hl);
     memcpy(file + 8 + padded, data, dlen);
-    put("diffusion_pytorch_model.safetensors", file, 8 + padded + dlen);
+    ds_test_write(g_root, "diffusion_pytorch_model.safetensors", file, 8 + padded + dlen);
     free(file);
     free(js);
     free(data);
@@ -490,7 +441,7 @@ static void write_variant(const char *src_dir, const char *from, const char *to,
 }
 
 Test(vae, load_rejects_missing_tensor) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "vae_test");
     write_variant(DIT_VAE, NULL, NULL, EDIT_DROP, "decoder.up_blocks.1.resnets.0.conv2.bias");
     ds_vae *vae = NULL;
     ds_err err;
@@ -505,11 +456,11 @@ Test(vae, load_rejects_missing_tensor) {
     write_variant(DIT_VAE, NULL, NULL, EDIT_DROP, "post_quant_conv.weight");
     cr_assert_eq(ds_vae_load_dir(g_root, 1, 8, 8, &vae, &err), DS_ERR_NOT_FOUND);
     cr_assert(strstr(err.msg, "post_quant_conv.weight") != NULL, "%s", err.msg);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(vae, load_rejects_wrong_shape_and_dtype) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "vae_test");
     write_variant(DIT_VAE, NULL, NULL, EDIT_RESHAPE, "decoder.mid_block.resnets.1.conv1.weight");
     ds_vae *vae = NULL;
     ds_err err;
@@ -525,11 +476,11 @@ Test(vae, load_rejects_wrong_shape_and_dtype) {
     write_variant(DIT_VAE, "\"latent_channels\": 4", "\"latent_channels\": 16", EDIT_NONE, NULL);
     cr_assert_eq(ds_vae_load_dir(g_root, 1, 8, 8, &vae, &err), DS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "post_quant_conv.weight") != NULL, "%s", err.msg);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 Test(vae, load_rejects_unsupported_config) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "vae_test");
     ds_vae *vae = NULL;
     ds_err err;
     write_variant(DIT_VAE, "\"act_fn\": \"silu\"", "\"act_fn\": \"gelu\"", EDIT_NONE, NULL);
@@ -547,13 +498,13 @@ Test(vae, load_rejects_unsupported_config) {
     write_variant(DIT_VAE, "\"scaling_factor\": 0.18215", "\"scaling_factor\": \"big\"", EDIT_NONE, NULL);
     cr_assert_eq(ds_vae_load_dir(g_root, 1, 8, 8, &vae, &err), DS_ERR_FORMAT);
     cr_assert_null(vae);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 /* Legacy attention names (query/key/value/proj_attn) load, and F32 weights holding the same values as
  * the F16 file decode to the same bits. */
 Test(vae, legacy_attention_names) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "vae_test");
     write_variant(DIT_VAE, NULL, NULL, EDIT_LEGACY, NULL);
     ds_vae *a = NULL, *b = NULL;
     ds_err err;
@@ -577,13 +528,13 @@ Test(vae, legacy_attention_names) {
     ds_safetensors_close(st);
     ds_vae_free(a);
     ds_vae_free(b);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
 
 /* mid_block_add_attention false: the mid block is two resnets and the attention tensors are not needed
  * (one is even dropped here); the image matches diffusers' decode of the same weights without it. */
 Test(vae, decode_without_mid_attention) {
-    mk_root();
+    ds_test_mkdtemp(g_root, sizeof g_root, "vae_test");
     write_variant(DIT_VAE, "\"mid_block_add_attention\": true", "\"mid_block_add_attention\": false", EDIT_DROP,
                   "decoder.mid_block.attentions.0.to_q.weight");
     ds_vae *vae = NULL;
@@ -606,5 +557,5 @@ Test(vae, decode_without_mid_attention) {
     free(imgd);
     ds_safetensors_close(st);
     ds_vae_free(vae);
-    rm_root();
+    ds_test_rmtree(g_root);
 }
