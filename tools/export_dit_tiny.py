@@ -23,14 +23,13 @@ hidden_block0 / hidden_last [B,N,D] (after block 0 / block L-1), out [B,8,S,S] (
 tiny_smallvar: small_in [B,N,D], block0_out [B,N,D] = block 0 (small_in), final_out [B,8,S,S] = final (small_in).
 """
 import copy
-import json
 import math
 import os
 
 import torch
 from diffusers import DiTTransformer2DModel
 
-from refs_common import DATA, gen, randn, save
+from refs_common import DATA, gen, randn, save, write_json
 
 torch.set_num_threads(1)  # bit-reproducible reductions
 
@@ -93,9 +92,7 @@ def save_checkpoint(model):
         "transformer": ["diffusers", "DiTTransformer2DModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     }
-    with open(os.path.join(CKPT, "model_index.json"), "w") as f:
-        json.dump(index, f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_json(os.path.join(CKPT, "model_index.json"), index)
     path = os.path.join(tr, "diffusion_pytorch_model.safetensors")
     print(f"wrote ckpt/dit-tiny: {os.path.getsize(path)} bytes of weights")
 

@@ -32,14 +32,13 @@ Reference tensors (float32), names as the C test reads them:
   cat_single_last [B,T+N,D]           cat(encoder, hidden) after single_transformer_blocks[-1]
   out [B,N,64]                        model output
 """
-import json
 import math
 import os
 
 import torch
 from diffusers import FluxPipeline, FluxTransformer2DModel
 
-from refs_common import DATA, gen, randn, save
+from refs_common import DATA, gen, randn, save, write_json
 
 torch.set_num_threads(1)  # bit-reproducible reductions
 
@@ -111,9 +110,7 @@ def save_checkpoint(model):
         "transformer": ["diffusers", "FluxTransformer2DModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     }
-    with open(os.path.join(CKPT, "model_index.json"), "w") as f:
-        json.dump(index, f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_json(os.path.join(CKPT, "model_index.json"), index)
     path = os.path.join(tr, "diffusion_pytorch_model.safetensors")
     print(f"wrote ckpt/flux-tiny: {os.path.getsize(path)} bytes of weights")
 

@@ -6,14 +6,13 @@ DiTPipeline and FluxPipeline in fp32 on the CPU and exports, per case: the initi
 be reproduced in C, so ditserve loads it), the scheduler timesteps, every step's latents, the final latents and
 the 8-bit image exactly as diffusers' numpy_to_pil makes it. Output: tests/data/pipe/<case>.safetensors.
 """
-import json
 import os
 
 import numpy as np
 import torch
 from diffusers import DiTPipeline, DPMSolverMultistepScheduler, FluxPipeline
 
-from refs_common import ROOT, gen, randn, save
+from refs_common import ROOT, gen, randn, save, write_json
 
 CKPT = os.path.join(ROOT, "tests", "data", "ckpt")
 
@@ -25,13 +24,6 @@ FLUX_SCHED = {  # black-forest-labs/FLUX.1-dev scheduler/scheduler_config.json
     "_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.30.0.dev0",
     "base_image_seq_len": 256, "base_shift": 0.5, "max_image_seq_len": 4096, "max_shift": 1.15,
     "num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True}
-
-
-def write_json(path, obj):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
 
 
 def to_u8(images):

@@ -37,6 +37,15 @@ def randn(g, *shape, scale=1.0):
     return torch.randn(*shape, generator=g, dtype=torch.float32) * scale
 
 
+def write_json(path, obj):
+    """Write a diffusers-style JSON file (indent 2, sorted keys, trailing newline), creating its folder."""
+    import json
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 def _canonicalize_header(path):
     """Rewrite the JSON header with sorted keys (safetensors writes metadata in hash order), padded with
     spaces to a multiple of 8, so a rerun produces a byte-identical file. data_offsets are relative to the
