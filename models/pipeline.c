@@ -35,6 +35,21 @@ ds_status ds_pipeline_alloc(float **buf, size_t n, const char *what, ds_err *err
     return DS_OK;
 }
 
+ds_status ds_pipeline_runner_buffers(ds_pipeline *p, size_t h, size_t c, size_t e, size_t cat, size_t rope,
+                                     ds_err *err) {
+    if (p->blk_h) return DS_OK;
+    const struct {
+        float **buf;
+        size_t  n;
+        const char *what;
+    } want[] = {{&p->blk_c, c, "block-runner conditioning"}, {&p->blk_e, e, "block-runner text stream"},
+                {&p->blk_cat, cat, "block-runner joined streams"}, {&p->blk_cos, rope, "block-runner rope cos"},
+                {&p->blk_sin, rope, "block-runner rope sin"}, {&p->blk_h, h, "block-runner image stream"}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (want[i].n && !*want[i].buf) DS_TRY(ds_pipeline_alloc(want[i].buf, want[i].n, want[i].what, err));
+    return DS_OK;
+}
+
 ds_status ds_pipeline_load(const char *dir, const ds_pipeline_opts *opts, ds_pipeline **out, ds_err *err) {
     *out = NULL;
     ds_pipeline *p = calloc(1, sizeof *p);
@@ -77,7 +92,7 @@ void ds_pipeline_free(ds_pipeline *p) {
     ds_vae_free(p->vae);
     for (int i = 0; i < DS_PIPE_MAX_SCHED; i++) ds_scheduler_free(p->sched[i]);
     float *bufs[] = {p->lat, p->lat2, p->xin, p->xout, p->eps, p->image, p->tsteps, p->guid, p->txt, p->pooled,
-                     p->txt_ids, p->img_ids};
+                     p->txt_ids, p->img_ids, p->blk_h, p->blk_c, p->blk_e, p->blk_cat, p->blk_cos, p->blk_sin};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(p->labels);
     ds_diffusers_close(p->dir);

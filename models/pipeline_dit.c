@@ -2,7 +2,11 @@
  * seeded latents [B, C, S, S]; per step the transformer on the CFG batch [latents, latents] with labels
  * [labels, null(1000)], eps = uncond + g * (cond - uncond) on the first C channels (learned-sigma channels
  * dropped), scheduler step; then the VAE decodes latents / scaling_factor. The scheduler steps only the
- * conditional half: diffusers steps both halves, which stay bit-identical. */
+ * conditional half: diffusers steps both halves, which stay bit-identical.
+ *
+ * With a block runner (ds_gen_params.runner, models/blocks.h) the transformer call is ds_dit_embed ->
+ * runner->run on one list "transformer_blocks" (DS_BLOCK_IO_HIDDEN, the CFG batch as one state: one
+ * decision per step, as cache-dit's batched CFG) -> ds_dit_final; without one, ds_dit_forward as before. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +53,33 @@ ds_status ds_pipeline_dit_load(ds_pipeline *p, ds_err *err) {
     return ds_pipeline_build_schedulers(p, kinds, 2, (int64_t)lat, err);
 }
 
+/* The DiT block list's model: the transformer and this call's conditioning. */
+typedef struct dit_blocks {
+    ds_dit          *dit;
+    const ds_tensor *cond;
+} dit_blocks;
+
+static ds_status dit_block_fn(void *model, int i, ds_block_state *st, ds_err *err) {
+    dit_blocks *b = model;
+    return ds_dit_block_forward(b->dit, i, &st->hidden, b->cond, err);
+}
+
+/* One transformer call through the runner: embed, the block list, final. */
+static ds_status dit_runner_forward(ds_pipeline *p, const ds_block_runner *r, const ds_tensor *xin, const int32_t *labels,
+                                    ds_tensor *xout, int step, ds_err *err) {
+    const ds_dit_config *cfg = ds_dit_get_config(p->dit);
+    const int64_t TB = xin->shape[0], N = ds_dit_tokens(p->dit, xin->shape[2]), D = cfg->hidden;
+    ds_block_state st;
+    memset(&st, 0, sizeof st);
+    st.hidden = ds_tensor_f32(p->blk_h, 3, TB, N, D);
+    ds_tensor cond = ds_tensor_f32(p->blk_c, 2, TB, D);
+    DS_TRY(ds_dit_embed(p->dit, xin, p->tsteps, labels, &st.hidden, &cond, err));
+    dit_blocks model = {p->dit, &cond};
+    const ds_block_list list = {"transformer_blocks", ds_dit_block_count(p->dit), DS_BLOCK_IO_HIDDEN, dit_block_fn, &model};
+    DS_TRY(r->run(r->ctx, &list, 1, &st, step, 0, err));
+    return ds_dit_final(p->dit, &st.hidden, &cond, xout, err);
+}
+
 ds_status ds_pipeline_dit_generate(ds_pipeline *p, const ds_gen_params *g, ds_gen_result *res, ds_err *err) {
     const ds_dit_config *cfg = ds_dit_get_config(p->dit);
     const int64_t C = cfg->in_channels, Cout = cfg->out_channels;
@@ -92,12 +123,28 @@ ds_status ds_pipeline_dit_generate(ds_pipeline *p, const ds_gen_params *g, ds_ge
     ds_tensor xin = ds_tensor_f32(p->xin, 4, TB, C, S, S);
     ds_tensor xout = ds_tensor_f32(p->xout, 4, TB, Cout, S, S);
     const float *ts = ds_scheduler_timesteps(sch);
+    const ds_block_runner *runner = g->runner;
+    if (runner) {
+        const int64_t maxN = ds_dit_tokens(p->dit, p->max_w), D = cfg->hidden, maxTB = 2 * (int64_t)p->opts.max_images;
+        DS_TRY(ds_pipeline_runner_buffers(p, (size_t)(maxTB * maxN * D), (size_t)(maxTB * D), 0, 0, 0, err));
+        ds_block_request req;
+        memset(&req, 0, sizeof req);
+        req.steps = steps;
+        req.calls_per_step = 1;
+        req.n_lists = 1;
+        req.list_names[0] = "transformer_blocks";
+        req.list_blocks[0] = ds_dit_block_count(p->dit);
+        req.hidden_numel = TB * ds_dit_tokens(p->dit, S) * D;
+        req.batched_cfg = cfg_on;
+        DS_TRY(runner->begin(runner->ctx, &req, err));
+    }
     double t0 = ds_pipeline_now_ms();
     for (int i = 0; i < steps; i++) {
         memcpy(p->xin, p->lat, (size_t)n * sizeof(float));
         if (cfg_on) memcpy(p->xin + n, p->lat, (size_t)n * sizeof(float));
         for (int64_t b = 0; b < TB; b++) p->tsteps[b] = ts[i];
-        DS_TRY(ds_dit_forward(p->dit, &xin, p->tsteps, p->labels, &xout, err));
+        if (runner) DS_TRY(dit_runner_forward(p, runner, &xin, p->labels, &xout, i, err));
+        else DS_TRY(ds_dit_forward(p->dit, &xin, p->tsteps, p->labels, &xout, err));
         /* eps = first C channels of each sample; CFG: uncond + g * (cond - uncond), as diffusers in f32 */
         for (int64_t b = 0; b < B; b++) {
             const float *cond = p->xout + b * Cout * S * S;
@@ -106,6 +153,7 @@ ds_status ds_pipeline_dit_generate(ds_pipeline *p, const ds_gen_params *g, ds_ge
             for (int64_t k = 0; k < per_lat; k++) e[k] = cfg_on ? unc[k] + gs * (cond[k] - unc[k]) : cond[k];
         }
         DS_TRY(ds_scheduler_step(sch, i, p->eps, p->lat, n, err));
+        if (runner && runner->step_done) runner->step_done(runner->ctx, i + 1, steps);
         if (g->on_step && g->on_step(g->user, i + 1, steps, p->lat, n))
             return DS_FAIL(err, DS_ERR_CANCELLED, "cancelled after step %d of %d", i + 1, steps);
     }

@@ -3,7 +3,15 @@
  * sigmas linspace(1, 1/n, n) shifted with mu = calculate_shift(N); per step the transformer at t/1000 with
  * embedded guidance (dev) and, for true CFG (true_cfg_scale > 1 with negative embeddings), a second call
  * on the negative embeddings: noise = neg + s * (cond - neg); flow-match Euler step on the packed latents;
- * then unpack and decode latents / scaling_factor + shift_factor. */
+ * then unpack and decode latents / scaling_factor + shift_factor.
+ *
+ * With a block runner (ds_gen_params.runner, models/blocks.h) each transformer call is ds_flux_embed ->
+ * runner->run -> join -> ds_flux_final. The lists hold the image stream (hidden) and the text stream
+ * (encoder) as (h, e); single blocks are presented with the same state, as cache-dit's FluxPatchFunctor
+ * does (join [text, image], run, split: exact copies). By default the double and single blocks are one
+ * merged list "transformer_blocks" (cache-dit's FLUX.1 adapter: one decision per step); with
+ * runner->split_lists they are two lists "transformer_blocks" and "single_transformer_blocks". True CFG
+ * makes two runner calls per step: call 0 on the prompt, call 1 on the negative prompt. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +86,88 @@ static ds_status check_embeds(const ds_flux_config *cfg, const ds_tensor *pe, co
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: shape [%lld, %lld] expected", pp_name, (long long)pe->shape[0],
                        (long long)cfg->pooled_dim);
     return DS_OK;
+}
+
+/* The FLUX block lists' model: the transformer and this call's temb, rope and join buffer. */
+typedef struct flux_blocks {
+    ds_flux      *m;
+    ds_tensor     temb;
+    ds_flux_rope  rope;
+    float        *cat;
+    int           n_double;
+} flux_blocks;
+
+/* hidden_cat [B, T+N, D] -> encoder [B, T, D], hidden [B, N, D] (the inverse of ds_flux_join_streams). */
+static void flux_split(const float *cat, ds_tensor *enc, ds_tensor *hid) {
+    const int64_t B = hid->shape[0], N = hid->shape[1], T = enc->shape[1], D = hid->shape[2];
+    for (int64_t b = 0; b < B; b++) {
+        const float *src = cat + b * (T + N) * D;
+        memcpy((float *)enc->data + b * T * D, src, (size_t)(T * D) * sizeof(float));
+        memcpy((float *)hid->data + b * N * D, src + T * D, (size_t)(N * D) * sizeof(float));
+    }
+}
+
+static ds_status flux_single_on_state(flux_blocks *b, int j, ds_block_state *st, ds_err *err) {
+    const int64_t B = st->hidden.shape[0], N = st->hidden.shape[1], T = st->encoder.shape[1], D = st->hidden.shape[2];
+    ds_tensor cat = ds_tensor_f32(b->cat, 3, B, T + N, D);
+    DS_TRY(ds_flux_join_streams(&st->encoder, &st->hidden, &cat, err));
+    DS_TRY(ds_flux_single_block_forward(b->m, j, &cat, &b->temb, &b->rope, err));
+    flux_split(b->cat, &st->encoder, &st->hidden);
+    return DS_OK;
+}
+
+static ds_status flux_double_fn(void *model, int i, ds_block_state *st, ds_err *err) {
+    flux_blocks *b = model;
+    return ds_flux_double_block_forward(b->m, i, &st->hidden, &st->encoder, &b->temb, &b->rope, err);
+}
+
+static ds_status flux_single_fn(void *model, int j, ds_block_state *st, ds_err *err) {
+    return flux_single_on_state(model, j, st, err);
+}
+
+static ds_status flux_merged_fn(void *model, int i, ds_block_state *st, ds_err *err) {
+    flux_blocks *b = model;
+    if (i < b->n_double) return ds_flux_double_block_forward(b->m, i, &st->hidden, &st->encoder, &b->temb, &b->rope, err);
+    return flux_single_on_state(b, i - b->n_double, st, err);
+}
+
+/* The lists a runner sees (merged, or double + single). Returns the count. */
+static int flux_lists(ds_flux *m, bool split, flux_blocks *model, ds_block_list lists[2]) {
+    const int nd = ds_flux_double_block_count(m), ns = ds_flux_single_block_count(m);
+    if (!split) {
+        lists[0] = (ds_block_list){"transformer_blocks", nd + ns, DS_BLOCK_IO_HIDDEN_ENCODER, flux_merged_fn, model};
+        return 1;
+    }
+    lists[0] = (ds_block_list){"transformer_blocks", nd, DS_BLOCK_IO_HIDDEN_ENCODER, flux_double_fn, model};
+    lists[1] = (ds_block_list){"single_transformer_blocks", ns, DS_BLOCK_IO_HIDDEN_ENCODER, flux_single_fn, model};
+    return 2;
+}
+
+/* One transformer call through the runner (call 0: prompt; 1: negative prompt). */
+static ds_status flux_runner_forward(ds_pipeline *p, const ds_block_runner *r, const ds_tensor *packed,
+                                     const ds_tensor *enc, const ds_tensor *pool, const float *guid,
+                                     const ds_tensor *img_ids, const ds_tensor *txt_ids, ds_tensor *out, int step,
+                                     int call, ds_err *err) {
+    const ds_flux_config *cfg = ds_flux_get_config(p->flux);
+    const int64_t B = packed->shape[0], N = packed->shape[1], T = enc->shape[1], D = cfg->hidden;
+    ds_block_state st;
+    st.hidden = ds_tensor_f32(p->blk_h, 3, B, N, D);
+    st.encoder = ds_tensor_f32(p->blk_e, 3, B, T, D);
+    flux_blocks model;
+    model.m = p->flux;
+    model.temb = ds_tensor_f32(p->blk_c, 2, B, D);
+    model.rope.cos = ds_tensor_f32(p->blk_cos, 2, T + N, cfg->head_dim);
+    model.rope.sin = ds_tensor_f32(p->blk_sin, 2, T + N, cfg->head_dim);
+    model.cat = p->blk_cat;
+    model.n_double = ds_flux_double_block_count(p->flux);
+    DS_TRY(ds_flux_embed(p->flux, packed, enc, pool, p->tsteps, guid, img_ids, txt_ids, &st.hidden, &st.encoder,
+                         &model.temb, &model.rope, err));
+    ds_block_list lists[2];
+    const int nl = flux_lists(p->flux, r->split_lists, &model, lists);
+    DS_TRY(r->run(r->ctx, lists, nl, &st, step, call, err));
+    ds_tensor cat = ds_tensor_f32(p->blk_cat, 3, B, T + N, D);
+    DS_TRY(ds_flux_join_streams(&st.encoder, &st.hidden, &cat, err));
+    return ds_flux_final(p->flux, &cat, &model.temb, out, err);
 }
 
 ds_status ds_pipeline_flux_generate(ds_pipeline *p, const ds_gen_params *g, ds_gen_result *res, ds_err *err) {
@@ -157,19 +247,49 @@ ds_status ds_pipeline_flux_generate(ds_pipeline *p, const ds_gen_params *g, ds_g
     for (int64_t b = 0; b < B; b++) p->guid[b] = gs;
     const float *guid = cfg->guidance_embeds ? p->guid : NULL;
 
+    const ds_block_runner *runner = g->runner;
+    if (runner) {
+        const int64_t D = cfg->hidden, maxB = p->opts.max_images, maxN = (p->max_h / 2) * (p->max_w / 2);
+        const int64_t mT = maxT;
+        DS_TRY(ds_pipeline_runner_buffers(p, (size_t)(maxB * maxN * D), (size_t)(maxB * D), (size_t)(maxB * mT * D),
+                                          (size_t)(maxB * (mT + maxN) * D), (size_t)((mT + maxN) * cfg->head_dim),
+                                          err));
+        ds_block_request req;
+        memset(&req, 0, sizeof req);
+        req.steps = steps;
+        req.calls_per_step = true_cfg ? 2 : 1;
+        ds_block_list lists[2];
+        req.n_lists = flux_lists(p->flux, runner->split_lists, NULL, lists);
+        for (int l = 0; l < req.n_lists; l++) {
+            req.list_names[l] = lists[l].name;
+            req.list_blocks[l] = lists[l].n_blocks;
+        }
+        req.hidden_numel = B * N * D;
+        req.encoder_numel = B * T * D;
+        DS_TRY(runner->begin(runner->ctx, &req, err));
+    }
+
     double t0 = ds_pipeline_now_ms();
     for (int i = 0; i < steps; i++) {
         for (int64_t b = 0; b < B; b++) p->tsteps[b] = ts[i] / 1000.0f; /* the pipeline passes timestep / 1000 */
-        DS_TRY(ds_flux_forward(p->flux, &packed, &enc, &pool, p->tsteps, guid, &img_ids, &txt_ids, &out_c, err));
+        if (runner)
+            DS_TRY(flux_runner_forward(p, runner, &packed, &enc, &pool, guid, &img_ids, &txt_ids, &out_c, i, 0, err));
+        else
+            DS_TRY(ds_flux_forward(p->flux, &packed, &enc, &pool, p->tsteps, guid, &img_ids, &txt_ids, &out_c, err));
         const float *noise = p->xout;
         if (true_cfg) {
-            DS_TRY(ds_flux_forward(p->flux, &packed, &enc_neg, &pool_neg_t, p->tsteps, guid, &img_ids, &txt_ids, &out_u,
-                                   err));
+            if (runner)
+                DS_TRY(flux_runner_forward(p, runner, &packed, &enc_neg, &pool_neg_t, guid, &img_ids, &txt_ids, &out_u, i,
+                                           1, err));
+            else
+                DS_TRY(ds_flux_forward(p->flux, &packed, &enc_neg, &pool_neg_t, p->tsteps, guid, &img_ids, &txt_ids,
+                                       &out_u, err));
             const float *c = p->xout, *u = p->xout + n;
             for (int64_t k = 0; k < n; k++) p->eps[k] = u[k] + tcfg * (c[k] - u[k]);
             noise = p->eps;
         }
         DS_TRY(ds_scheduler_step(sch, i, noise, p->lat2, n, err));
+        if (runner && runner->step_done) runner->step_done(runner->ctx, i + 1, steps);
         if (g->on_step && g->on_step(g->user, i + 1, steps, p->lat2, n))
             return DS_FAIL(err, DS_ERR_CANCELLED, "cancelled after step %d of %d", i + 1, steps);
     }

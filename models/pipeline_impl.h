@@ -38,6 +38,14 @@ struct ds_pipeline {
     float   *pooled;   /* [2*max_images, pooled]           FLUX pooled embeddings */
     float   *txt_ids;  /* [max_txt, 3]                     zeros */
     float   *img_ids;  /* [max_tokens, 3] */
+    /* Block-runner path (ds_gen_params.runner): the transformer's streams held by the pipeline between
+     * embed, the runner's block lists and final. Allocated for the load-time maxima by the first request
+     * that brings a runner (ds_pipeline_runner_buffers), then reused; NULL until then. */
+    float   *blk_h;    /* DiT [2*max_images, N, D]; FLUX [max_images, N, D]  image stream */
+    float   *blk_c;    /* DiT cond [2*max_images, D]; FLUX temb [max_images, D] */
+    float   *blk_e;    /* FLUX [max_images, max_txt, D]                       text stream */
+    float   *blk_cat;  /* FLUX [max_images, max_txt + N, D]                   joined streams */
+    float   *blk_cos, *blk_sin; /* FLUX [max_txt + N, head_dim]                rope tables */
 };
 
 /* Per-kind load and generate (pipeline_dit.c / pipeline_flux.c). load fills the model fields, latent
@@ -68,6 +76,10 @@ ds_status ds_pipeline_init_latents(const ds_gen_params *g, const int64_t shape[4
  * latents in res. */
 ds_status ds_pipeline_decode(ds_pipeline *p, const float *latents, const int64_t shape[4], ds_gen_result *res,
                              ds_err *err);
+
+/* Allocate p->blk_* (sizes in floats; 0 = not needed) unless already allocated. DS_ERR_OOM. */
+ds_status ds_pipeline_runner_buffers(ds_pipeline *p, size_t h, size_t c, size_t e, size_t cat, size_t rope,
+                                     ds_err *err);
 
 /* Monotonic milliseconds. */
 double ds_pipeline_now_ms(void);
