@@ -1,11 +1,15 @@
 /* cli_generate.c - `ditserve generate`: parse the command line into ds_gen_params, load the pipeline
- * named by the directory's model_index.json, generate, and write PNG(s) (+ optional final latents). */
+ * named by the directory's model_index.json, generate, and write PNG(s) (+ optional final latents).
+ * --cache CONFIG runs the generation through the engine's DBCache (a JSON file, a JSON object or a
+ * cache-dit config string such as F8B0_W4MC3_T0O1_R0.12); --stats-out FILE writes its statistics as JSON,
+ * otherwise a short table goes to stderr. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "cli.h"
 #include "log.h"
 #include "pipeline.h"
@@ -17,7 +21,7 @@
 #define MAX_LABELS 16
 
 typedef struct cli_args {
-    const char *model, *out, *prompt_embeds, *init_noise, *latents_out, *device;
+    const char *model, *out, *prompt_embeds, *init_noise, *latents_out, *device, *cache, *stats_out;
     const char *class_names[MAX_LABELS];
     int32_t     labels[MAX_LABELS];
     int         n_labels, n_names;
@@ -31,7 +35,8 @@ static const char k_usage[] =
     "usage: ditserve generate --model DIR [--class N | --class-name S]... [--prompt-embeds FILE]\n"
     "         [--width W --height H] [--steps N] [--guidance G] [--true-cfg G] [--num-images N]\n"
     "         [--scheduler ddim|dpmpp_2m|flow_euler] [--seed S] [--init-noise FILE] [--device cpu|cuda]\n"
-    "         [--random-weights] --out PNG [--latents-out FILE]\n";
+    "         [--random-weights] --out PNG [--latents-out FILE]\n"
+    "         [--cache CONFIG (JSON file | JSON object | e.g. F8B0_W4MC3_T0O1_R0.12 | none)] [--stats-out FILE]\n";
 
 static int bad(const char *fmt, const char *a, const char *b) {
     fprintf(stderr, "ditserve generate: ");
@@ -87,6 +92,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         else if (!strcmp(o, "--init-noise")) a->init_noise = v;
         else if (!strcmp(o, "--latents-out")) a->latents_out = v;
         else if (!strcmp(o, "--device")) a->device = v;
+        else if (!strcmp(o, "--cache")) a->cache = v;
+        else if (!strcmp(o, "--stats-out")) a->stats_out = v;
         else if (!strcmp(o, "--class")) {
             if (a->n_labels >= MAX_LABELS) return bad("at most 16 classes%s%s", "", "");
             rc = parse_int(o, v, 0, 999, &iv);
@@ -182,6 +189,15 @@ int ds_cli_generate(int argc, char **argv) {
     ds_gen_result res = {0};
     ds_status s = DS_OK;
     int exit_code = 1;
+    ds_cache_config cache_cfg;
+    ds_cache_stats stats;
+    memset(&stats, 0, sizeof stats);
+    if (a.cache && (s = ds_cache_config_parse_any(a.cache, &cache_cfg, &err)) != DS_OK) goto done;
+    if (a.stats_out && !a.cache) {
+        fprintf(stderr, "ditserve generate: --stats-out needs --cache%s\n", "");
+        exit_code = 2;
+        goto done;
+    }
     ds_pipeline_opts opts = {0};
     opts.max_width = a.width;
     opts.max_height = a.height;
@@ -232,17 +248,34 @@ int ds_cli_generate(int argc, char **argv) {
         if (!(bufs[4] = read_tensor(noise_st, nm, &noise, &err))) { s = err.code; goto done; }
         g.init_noise = &noise;
     }
-    if ((s = ds_pipeline_generate(p, &g, &res, &err)) != DS_OK) goto done;
+    if (a.cache) {
+        if ((s = ds_cache_generate(p, &g, &cache_cfg, &res, &stats, &err)) != DS_OK) goto done;
+        if (a.stats_out) {
+            char *json = NULL;
+            if ((s = ds_cache_stats_to_json(&stats, &json, &err)) != DS_OK) goto done;
+            FILE *f = fopen(a.stats_out, "w");
+            int ok = f && fputs(json, f) >= 0 && fputc('\n', f) != EOF;
+            if (f && fclose(f)) ok = 0;
+            free(json);
+            if (!ok) {
+                s = DS_FAIL(&err, DS_ERR_IO, "--stats-out %s: cannot write", a.stats_out);
+                goto done;
+            }
+        } else
+            ds_cache_stats_print(&stats, stderr);
+    } else if ((s = ds_pipeline_generate(p, &g, &res, &err)) != DS_OK)
+        goto done;
 
     char params[512], path[1024];
     int dw, dh;
     ds_pipeline_default_size(p, &dw, &dh);
     snprintf(params, sizeof params,
              "{\"model\":\"%s\",\"pipeline\":\"%s\",\"seed\":%llu,\"steps\":%d,\"width\":%d,\"height\":%d,"
-             "\"guidance_scale\":%g,\"scheduler\":\"%s\"%s}",
+             "\"guidance_scale\":%g,\"scheduler\":\"%s\"%s%s%s%s}",
              a.model, ds_pipeline_class(p), (unsigned long long)a.seed, res.steps, res.width, res.height,
              isnan(a.guidance) ? (ds_pipeline_get_kind(p) == DS_PIPELINE_DIT ? 4.0 : 3.5) : (double)a.guidance,
-             a.scheduler == DS_SCHED_AUTO ? "default" : ds_sched_kind_name(a.scheduler), a.init_noise ? ",\"init_noise\":true" : "");
+             a.scheduler == DS_SCHED_AUTO ? "default" : ds_sched_kind_name(a.scheduler), a.init_noise ? ",\"init_noise\":true" : "",
+             a.cache ? ",\"cache\":\"" : "", a.cache ? stats.config : "", a.cache ? "\"" : "");
     const ds_png_text text[] = {{"ditserve", params}, {"Software", "ditserve"}};
     for (int k = 0; k < res.n_images; k++) {
         image_path(a.out, k, res.n_images, path, sizeof path);
@@ -265,6 +298,7 @@ done:
         exit_code = (s == DS_ERR_INVALID_ARG || s == DS_ERR_NOT_FOUND) ? 2 : 1;
     }
     ds_gen_result_free(&res);
+    ds_cache_stats_free(&stats);
     for (int i = 0; i < 6; i++) free(bufs[i]);
     ds_safetensors_close(emb);
     ds_safetensors_close(noise_st);
