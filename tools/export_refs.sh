@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 "$here/setup_venv.sh"
 # Order matters: the pipeline references run on the checkpoints the model exporters write.
 order="export_ops_transformer export_ops_image export_schedulers export_dit_tiny export_flux_tiny export_vae_tiny
-export_pipelines"
+export_pipelines export_cache_traces"
 for name in $order; do
   echo "== $name.py"
   (cd "$here" && "$here/.venv/bin/python" "$here/$name.py")

@@ -35,6 +35,13 @@ check flux_true_cfg 0 "$bin" generate --model "$data/ckpt/flux-tiny" --prompt-em
   --out "$tmp/f.png"
 is_png "$tmp/f.png" || { echo "FAIL flux_true_cfg: not a PNG"; fail=1; }
 
+check dit_cached 0 "$bin" generate --model "$data/ckpt/dit-tiny" --class 207 --steps 12 --seed 2 \
+  --cache F1B0_W4MC3_T0O1_R1.5 --stats-out "$tmp/stats.json" --out "$tmp/c.png"
+grep -q '"speedup_estimate"' "$tmp/stats.json" || { echo "FAIL dit_cached: no speedup_estimate in stats"; fail=1; }
+grep -q '"cached_steps"' "$tmp/stats.json" || { echo "FAIL dit_cached: no cached_steps in stats"; fail=1; }
+check bad_cache_field 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --cache '{"Fn_compute_blocks":0}' \
+  --out "$tmp/x.png"
+grep -q 'Fn_compute_blocks' "$tmp/err" || { echo "FAIL bad_cache_field: error does not name the field"; fail=1; }
 check missing_model 2 "$bin" generate --out "$tmp/x.png"
 check missing_out 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1
 check no_class 2 "$bin" generate --model "$data/ckpt/dit-tiny" --out "$tmp/x.png"
