@@ -42,7 +42,7 @@ CASES = {
     # ---- DiT (10 blocks, CFG as one batch-4 call per step) ----
     "dit_defaults": dict(DIT, cache={}),
     "dit_F1B0_MC3": dict(DIT, cache={"Fn_compute_blocks": 1, "Bn_compute_blocks": 0, "max_warmup_steps": 4,
-                                     "max_continuous_cached_steps": 3, "residual_diff_threshold": 0.5}),
+                                     "max_continuous_cached_steps": 3, "residual_diff_threshold": 0.52}),
     "dit_F4B4": dict(DIT, cache={"Fn_compute_blocks": 4, "Bn_compute_blocks": 4, "max_warmup_steps": 4,
                                  "residual_diff_threshold": 0.5}),
     "dit_W4I2": dict(DIT, cache={"Fn_compute_blocks": 2, "max_warmup_steps": 4, "warmup_interval": 2,
@@ -56,18 +56,18 @@ CASES = {
                                                                              0, 1, 1, 1],
                                         "steps_computation_policy": "static"}),
     "dit_mask_dynamic": dict(DIT, cache={"Fn_compute_blocks": 2, "max_warmup_steps": 8,
-                                         "residual_diff_threshold": 0.5,
+                                         "residual_diff_threshold": 0.48,
                                          "steps_computation_mask": [1] * 6 + [0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1,
                                                                               0, 0, 1, 1, 1],
                                          "steps_computation_policy": "dynamic"}),
-    "dit_mask_fast": dict(DIT, cache={"Fn_compute_blocks": 2, "residual_diff_threshold": 0.5,
+    "dit_mask_fast": dict(DIT, cache={"Fn_compute_blocks": 2, "residual_diff_threshold": 0.48,
                                       "num_inference_steps": 24, "steps_computation_mask": "fast",
                                       "steps_computation_policy": "dynamic"}),
-    "dit_taylor_o1": dict(DIT, cache={"Fn_compute_blocks": 1, "max_warmup_steps": 4, "residual_diff_threshold": 0.5,
+    "dit_taylor_o1": dict(DIT, cache={"Fn_compute_blocks": 1, "max_warmup_steps": 4, "residual_diff_threshold": 0.48,
                                       "max_continuous_cached_steps": 3, "enable_taylorseer": True,
                                       "enable_encoder_taylorseer": False, "taylorseer_cache_type": "residual",
                                       "taylorseer_order": 1}),
-    "dit_taylor_o2": dict(DIT, cache={"Fn_compute_blocks": 1, "max_warmup_steps": 4, "residual_diff_threshold": 0.5,
+    "dit_taylor_o2": dict(DIT, cache={"Fn_compute_blocks": 1, "max_warmup_steps": 4, "residual_diff_threshold": 0.48,
                                       "max_continuous_cached_steps": 3, "enable_taylorseer": True,
                                       "enable_encoder_taylorseer": False, "taylorseer_cache_type": "residual",
                                       "taylorseer_order": 2}),
@@ -90,19 +90,19 @@ CASES = {
                                                          "max_continuous_cached_steps": 3,
                                                          "residual_diff_threshold": 1.5}),
     "flux_cfg_separate": dict(FLUX_CFG, lists="merged", cache={"Fn_compute_blocks": 1, "max_warmup_steps": 4,
-                                                               "residual_diff_threshold": 0.5,
+                                                               "residual_diff_threshold": 0.48,
                                                                "max_continuous_cached_steps": 3,
                                                                "enable_separate_cfg": True,
                                                                "cfg_compute_first": False,
                                                                "cfg_diff_compute_separate": True}),
     "flux_cfg_first_shared": dict(FLUX_CFG, lists="merged", cache={"Fn_compute_blocks": 1, "max_warmup_steps": 4,
-                                                                   "residual_diff_threshold": 0.5,
+                                                                   "residual_diff_threshold": 0.48,
                                                                    "max_continuous_cached_steps": 3,
                                                                    "enable_separate_cfg": True,
                                                                    "cfg_compute_first": True,
                                                                    "cfg_diff_compute_separate": False}),
     "flux_cfg_shared": dict(FLUX_CFG, lists="merged", cache={"Fn_compute_blocks": 1, "max_warmup_steps": 4,
-                                                             "residual_diff_threshold": 0.5,
+                                                             "residual_diff_threshold": 0.48,
                                                              "max_continuous_cached_steps": 3,
                                                              "enable_separate_cfg": True,
                                                              "cfg_compute_first": False,
@@ -357,6 +357,12 @@ def run_case(name, probe=False):
     else:
         meta.update({"height": case["height"], "width": case["width"], "true_cfg_scale": case["true_cfg"],
                      "lists": case["lists"], "num_images": 1})
+    # how close the nearest recorded diff came to the threshold (relative): a port whose diffs differ by
+    # less than this reproduces every threshold decision
+    thr = float(cc0.residual_diff_threshold)
+    pos = [d for c in snap for br in ("", "cfg_") for d in c[f"{br}residual_diffs"].values() if d > 0]
+    if pos and 0 < thr < 1:
+        meta["min_threshold_margin"] = repr(min(abs(d - thr) / thr for d in pos))
     if isinstance(case["cache"].get("steps_computation_mask"), str):
         meta["steps_computation_mask_expanded"] = "".join(str(x) for x in cc0.steps_computation_mask)
     blocks = {"dit": [10], "flux": [10] if case.get("lists") == "merged" else [4, 6]}[case["model"]]
