@@ -158,7 +158,11 @@ static ds_status get_cache(const cJSON *it, ds_gen_request *r, char *param, ds_e
     if (s != DS_OK) {
         snprintf(param, DS_API_PARAM_LEN, "cache_config");
         ds_err_prefix(err, "cache_config");
-        return s == DS_ERR_FORMAT ? DS_ERR_INVALID_ARG : s;
+        if (s == DS_ERR_FORMAT) {
+            if (err) err->code = DS_ERR_INVALID_ARG;
+            return DS_ERR_INVALID_ARG;
+        }
+        return s;
     }
     r->has_cache = true;
     return DS_OK;
@@ -236,7 +240,11 @@ static ds_status get_labels(const cJSON *f, const ds_api_limits *lim, ds_gen_req
             if (s != DS_OK) {
                 snprintf(param, DS_API_PARAM_LEN, "%s", k);
                 ds_err_prefix(err, "class_labels");
-                return s == DS_ERR_NOT_FOUND || s == DS_ERR_UNSUPPORTED ? DS_ERR_INVALID_ARG : s;
+                if (s == DS_ERR_NOT_FOUND || s == DS_ERR_UNSUPPORTED) {
+                    if (err) err->code = DS_ERR_INVALID_ARG;
+                    return DS_ERR_INVALID_ARG;
+                }
+                return s;
             }
             v = id;
         } else {
