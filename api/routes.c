@@ -328,8 +328,14 @@ static void h_generate(ds_api *a, const ds_api_request *q, ds_api_response *r) {
         ds_api_add_header(r, "Location", loc);
     } else {
         wait_sync(a, q, j, &snap);
-        if (snap.state == DS_JOB_DONE) set_body(r, 200, "application/json", ds_api_job_json(j, &snap, DS_API_IMAGES_B64, prefix, &err));
-        else job_error(&snap, j, r);
+        if (snap.state == DS_JOB_DONE) {
+            ds_err_clear(&err);
+            char *b = ds_api_job_json(j, &snap, DS_API_IMAGES_B64, prefix, &err);
+            if (b) set_body(r, 200, "application/json", b);
+            else set_err(r, &err, NULL); /* e.g. built without libpng */
+        } else {
+            job_error(&snap, j, r);
+        }
         ds_api_add_header(r, "X-Job-Id", j->id);
     }
     ds_engine_job_release(a->eng, j);

@@ -131,13 +131,13 @@ ds_engine_health ds_engine_get_health(ds_engine *e, char *msg, size_t cap) {
     char buf[DS_ERR_MSG_LEN + 64] = "ready";
     if (e->device_failed) {
         h = DS_HEALTH_FAILED;
-        snprintf(buf, sizeof buf, "device error: %s", e->device_err.msg);
+        snprintf(buf, sizeof buf, "device error: %.400s", e->device_err.msg);
     }
     for (int i = 0; i < e->n_models && h != DS_HEALTH_FAILED; i++) {
         const ds_engine_model *m = &e->models[i];
         if (m->state == DS_MODEL_FAILED) {
             h = DS_HEALTH_FAILED;
-            snprintf(buf, sizeof buf, "model %s failed to load: %s", m->name, m->load_err.msg);
+            snprintf(buf, sizeof buf, "model %.63s failed to load: %.400s", m->name, m->load_err.msg);
         } else if (m->state != DS_MODEL_READY && h == DS_HEALTH_READY) {
             h = DS_HEALTH_LOADING;
             snprintf(buf, sizeof buf, "model %s is %s", m->name, m->state == DS_MODEL_LOADING ? "loading" : "warming up");

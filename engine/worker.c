@@ -236,6 +236,12 @@ static void run_job(ds_worker *w, ds_job *j) {
         ds_cache_free(sc.cache);
     }
 
+    /* log while the worker's reference keeps the job alive */
+    if (s == DS_OK)
+        DS_LOGI("engine", "job %s done: %d image(s) %dx%d, %d steps, denoise %.0f ms, decode %.0f ms, cache %s", j->id,
+                res.n_images, res.width, res.height, res.steps, res.denoise_ms, res.decode_ms, j->cache_str);
+    else
+        DS_LOGI("engine", "job %s %s: %s", j->id, s == DS_ERR_CANCELLED ? "cancelled" : "failed", err.msg);
     pthread_mutex_lock(&e->mu);
     j->result = res;
     j->stats = stats;
@@ -259,11 +265,6 @@ static void run_job(ds_worker *w, ds_job *j) {
     int refs_left = --j->refs; /* the worker's reference */
     pthread_mutex_unlock(&e->mu);
     if (refs_left == 0) ds_job_destroy(j);
-    if (s == DS_OK)
-        DS_LOGI("engine", "job %s done: %d image(s) %dx%d, %d steps, denoise %.0f ms, decode %.0f ms, cache %s", j->id,
-                res.n_images, res.width, res.height, res.steps, res.denoise_ms, res.decode_ms, j->cache_str);
-    else
-        DS_LOGI("engine", "job %s %s: %s", j->id, s == DS_ERR_CANCELLED ? "cancelled" : "failed", err.msg);
 }
 
 void *ds_worker_main(void *arg) {

@@ -33,8 +33,8 @@ Test(engine_queue, fifo_full_remove) {
     cr_assert_eq(ds_queue_pop(&q), &fake_jobs[2]);
     cr_assert_eq(ds_queue_pop(&q), &fake_jobs[3]);
     cr_assert_null(ds_queue_pop(&q));
-    cr_assert_eq(ds_queue_init(&q, 0, &err), DS_ERR_INVALID_ARG);
     ds_queue_free(&q);
+    cr_assert_eq(ds_queue_init(&q, 0, &err), DS_ERR_INVALID_ARG);
 }
 
 Test(engine_job, state_names_and_request_ownership) {
