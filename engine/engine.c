@@ -140,7 +140,7 @@ ds_engine_health ds_engine_get_health(ds_engine *e, char *msg, size_t cap) {
             snprintf(buf, sizeof buf, "model %.63s failed to load: %.400s", m->name, m->load_err.msg);
         } else if (m->state != DS_MODEL_READY && h == DS_HEALTH_READY) {
             h = DS_HEALTH_LOADING;
-            snprintf(buf, sizeof buf, "model %s is %s", m->name, m->state == DS_MODEL_LOADING ? "loading" : "warming up");
+            snprintf(buf, sizeof buf, "model %.63s is %s", m->name, m->state == DS_MODEL_LOADING ? "loading" : "warming up");
         }
     }
     if (h == DS_HEALTH_READY && !e->accepting) {
