@@ -4,7 +4,7 @@
 # Uses sudo when not root. Set DS_SETUP_EXTRA="pkg ..." to add packages (e.g. clang for fuzzing).
 set -euo pipefail
 pkgs="build-essential cmake pkg-config libopenblas-dev libcjson-dev libpng-dev libmicrohttpd-dev libcriterion-dev"
-pkgs="$pkgs clang libclang-rt-dev ${DS_SETUP_EXTRA:-}"
+pkgs="$pkgs clang libclang-rt-dev curl python3 ${DS_SETUP_EXTRA:-}"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
