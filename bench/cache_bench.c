@@ -1,11 +1,12 @@
 /* cache_bench.c - what caching buys on a DiT, 50 steps by default:
- *   cache_bench DIR [--random-weights] [--steps N] [--class N] [--guidance G] [--config CFG]...
+ *   cache_bench DIR [--random-weights] [--steps N] [--class N] [--guidance G] [--no-warmup] [--config CFG]...
  * For "none" and each cache config (defaults below) it runs one generation from the same seed and prints
  * one JSON line: wall time, block forwards computed, speedup_estimate, measured speedup against "none",
  * PSNR of the decoded image against the uncached one (float, [0, 1] range, before 8-bit rounding), and
  * the cost check of the caching issue: the median cached step must cost at most
  *   1.05 x [(Fn + Bn) / N x the full step's block time + the full step's non-block time],
- * where block and non-block time of a full step come from a timing runner on the uncached run. */
+ * where block and non-block time of a full step come from a timing runner on the uncached run (after a
+ * warm-up run unless --no-warmup, for models so large that one run is costly). Exit 1 if a check fails. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,18 +115,19 @@ static double psnr(const float *a, const float *b, int64_t n) {
 
 int main(int argc, char **argv) {
     const char *dir = NULL, *cfgs[MAX_CFGS];
-    int n_cfgs = 0, steps = 50, random = 0, label = 207;
+    int n_cfgs = 0, steps = 50, random = 0, label = 207, warmup = 1;
     float guidance = NAN;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--random-weights")) random = 1;
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--class") && i + 1 < argc) label = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-warmup")) warmup = 0;
         else if (!strcmp(argv[i], "--guidance") && i + 1 < argc) guidance = strtof(argv[++i], NULL);
         else if (!strcmp(argv[i], "--config") && i + 1 < argc && n_cfgs < MAX_CFGS) cfgs[n_cfgs++] = argv[++i];
         else if (argv[i][0] != '-' && !dir) dir = argv[i];
         else {
             fprintf(stderr, "usage: cache_bench DIR [--random-weights] [--steps N] [--class N] [--guidance G] "
-                            "[--config CFG]...\n");
+                            "[--no-warmup] [--config CFG]...\n");
             return 2;
         }
     }
@@ -175,8 +177,10 @@ int main(int argc, char **argv) {
     gt.on_step = tr_on_step;
     gt.user = &tr;
     ds_gen_result ref;
-    if (ds_pipeline_generate(p, &gt, &ref, &err) != DS_OK) goto fail;
-    ds_gen_result_free(&ref);
+    if (warmup) {
+        if (ds_pipeline_generate(p, &gt, &ref, &err) != DS_OK) goto fail;
+        ds_gen_result_free(&ref);
+    }
     double t0 = now_ms();
     if (ds_pipeline_generate(p, &gt, &ref, &err) != DS_OK) goto fail;
     double ref_ms = now_ms() - t0;
