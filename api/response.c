@@ -94,7 +94,7 @@ char *ds_api_job_json(const ds_job *j, const ds_job_snapshot *s, ds_api_images i
     cJSON_AddStringToObject(root, "object", "generation");
     cJSON_AddStringToObject(root, "model", j->req.model);
     cJSON_AddNumberToObject(root, "created", (double)s->created);
-    cJSON_AddNumberToObject(root, "seed", (double)j->req.seed);
+    ds_api_add_seed(root, j->req.seed);
     cJSON_AddStringToObject(root, "state", ds_job_state_name(s->state));
     cJSON_AddNumberToObject(root, "step", s->step);
     cJSON_AddNumberToObject(root, "steps", s->n_steps);
@@ -284,4 +284,12 @@ char *ds_api_step_json(const ds_job *j, const ds_job_step_event *ev) {
     char *out = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return out;
+}
+
+void ds_api_add_seed(struct cJSON *obj, uint64_t seed) {
+    /* as an integer literal: cJSON prints numbers through a double with 15 significant digits, which
+       would round large seeds and break reproducing an image from the echoed seed */
+    char buf[24];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
+    cJSON_AddItemToObject(obj, "seed", cJSON_CreateRaw(buf));
 }

@@ -39,4 +39,7 @@ char *ds_api_step_json(const ds_job *j, const ds_job_step_event *ev);
 /* The effective cache config with every field (a cJSON object, caller deletes). */
 struct cJSON *ds_api_cache_config_json(const ds_cache_config *c);
 
+/* Add "seed": <seed> to obj as an exact integer literal (not through a double). */
+void ds_api_add_seed(struct cJSON *obj, uint64_t seed);
+
 #endif /* DS_RESPONSE_H */

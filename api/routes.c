@@ -189,8 +189,24 @@ static void h_models(ds_api *a, ds_api_response *r) {
     cJSON_Delete(o);
 }
 
+/* Label names for the request parser. An unknown model resolves every name to 0 so that parsing goes on
+ * and check_model answers 404 model_not_found: one answer for an unknown model whether the labels are
+ * ids or names. */
 static ds_status label_cb(void *ctx, const char *model, const char *name, int32_t *id, ds_err *err) {
+    if (ds_engine_model_find(ctx, model) < 0) {
+        *id = 0;
+        return DS_OK;
+    }
     return ds_engine_label_id(ctx, model, name, id, err);
+}
+
+/* Copy n bytes of client-supplied text for an error message, replacing anything but printable ASCII by
+ * '?' so the JSON body stays valid UTF-8 whatever the client sent. */
+static const char *printable(char *out, size_t cap, const char *s, size_t n) {
+    size_t k = 0;
+    for (; k < n && k + 1 < cap; k++) out[k] = (s[k] >= 0x20 && s[k] < 0x7f) ? s[k] : '?';
+    out[k] = 0;
+    return out;
 }
 
 /* Model checks shared by both generate endpoints; false when r holds an error. */
@@ -418,7 +434,7 @@ static void h_openai(ds_api *a, const ds_api_request *q, ds_api_response *r) {
         cJSON_AddStringToObject(o, "output_format", "png");
         cJSON_AddStringToObject(o, "id", j->id);
         cJSON_AddStringToObject(o, "model", j->req.model);
-        cJSON_AddNumberToObject(o, "seed", (double)j->req.seed);
+        ds_api_add_seed(o, j->req.seed);
         if (res) {
             cJSON *st = cJSON_DetachItemFromObject(res, "stats");
             if (st) cJSON_AddItemToObject(o, "stats", st);
@@ -445,8 +461,9 @@ static ds_job *lookup(ds_api *a, const char *id, size_t n, ds_api_response *r) {
         j = ds_engine_find(a->eng, buf);
     }
     if (!j) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "no job with id '%.*s' (unknown, or evicted after its TTL)", (int)(n > 40 ? 40 : n), id);
+        char msg[128], shown[41];
+        snprintf(msg, sizeof msg, "no job with id '%s' (unknown, or evicted after its TTL)",
+                 printable(shown, sizeof shown, id, n));
         ds_api_set_error(r, 404, "not_found_error", "job_not_found", "id", msg);
     }
     return j;
@@ -613,8 +630,8 @@ static void dispatch(ds_api *a, const ds_api_request *q, ds_api_response *r) {
         return;
     }
     r->route = "unknown";
-    char msg[160];
-    snprintf(msg, sizeof msg, "no route %s %.100s", m, p);
+    char msg[160], shown[101];
+    snprintf(msg, sizeof msg, "no route %s %s", m, printable(shown, sizeof shown, p, strlen(p)));
     ds_api_set_error(r, 404, "not_found_error", "not_found", NULL, msg);
 }
 

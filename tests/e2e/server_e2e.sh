@@ -130,7 +130,7 @@ assert any(d['cached'] for n, d in ev if n == 'step')
 EOF
 
 # --- queue full, cancel queued and running ------------------------------------------------------------
-long=$(curl -s -X POST "$base/v1/generate" -d '{"model":"dit","class_labels":[1],"steps":1000,"mode":"async"}' | json "d['id']")
+long=$(curl -s -X POST "$base/v1/generate" -d '{"model":"dit","class_labels":[1,2],"num_images":2,"steps":1000,"mode":"async"}' | json "d['id']")
 for _ in $(seq 1 100); do [ "$(curl -s "$base/v1/jobs/$long" | json "d['state']")" = running ] && break; sleep 0.05; done
 queued=$(curl -s -X POST "$base/v1/generate" -d '{"model":"dit","class_labels":[1],"steps":5,"mode":"async"}' | json "d['id']")
 curl -s -D "$tmp/h429" -o "$tmp/b429" -X POST "$base/v1/generate" -d '{"model":"dit","class_labels":[1],"steps":5,"mode":"async"}'
@@ -146,7 +146,7 @@ for _ in $(seq 1 100); do st=$(curl -s "$base/v1/jobs/$long" | json "d['state']"
 
 # --- a sync client that disconnects cancels its job ----------------------------------------------------
 before=$(curl -s "$base/metrics" | sed -n 's/^ditserve_jobs_total{state="cancelled"} //p')
-curl -s --max-time 1 -X POST "$base/v1/generate" -d '{"model":"dit","class_labels":[1],"steps":1000}' >/dev/null
+curl -s --max-time 0.3 -X POST "$base/v1/generate" -d '{"model":"dit","class_labels":[1,2],"num_images":2,"steps":1000}' >/dev/null
 after=$before
 for _ in $(seq 1 50); do
   after=$(curl -s "$base/metrics" | sed -n 's/^ditserve_jobs_total{state="cancelled"} //p')
