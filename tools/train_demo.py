@@ -11,20 +11,21 @@ ditserve's C pipeline - not PyTorch - on >= 200 (seed, class) pairs and reports 
 requested class; also writes the sample grid docs/demo_grid.png):
     tools/.venv/bin/python tools/train_demo.py --eval --model assets/demo --ditserve build/server/ditserve
 
-Recipe (the defaults):
+Recipe (the defaults; docs/demo.md has the measured times and quality):
   data     64x64 RGB; a digit in one of 3 bold DejaVu faces, 30-50 px, rotated +-12 deg, at a random position;
            background a random colour or a 2-colour linear gradient; glyph colour random with a luminance gap
-           >= 90/255 to the background. 24000 training images (2400 per class), rendered once.
+           >= 90/255 to the background. 16000 training images (1600 per class), rendered once.
   VAE      AutoencoderKL, block_out_channels (16, 32, 32) (4x: 64x64x3 -> 16x16x4), 1 layer per block,
-           8 groups, mid-block attention; loss = MSE + L1 + 5e-4 * KL / pixels; AdamW 1e-3, cosine; batch 32,
-           random 32x32 crops for the first 70% of the steps, full 64x64 images after.
+           8 groups, mid-block attention; loss = MSE + L1 + 1e-4 * KL / pixels; AdamW 1e-3, cosine; batch 32,
+           2800 steps, random 32x32 crops for the first 75%, whole images after.
            scaling_factor = 1 / std of the training latents (posterior means).
-  DiT      DiTTransformer2DModel, 10 blocks, D 128 (4 heads x 32), patch 4 on the 16x16x4 latents (16 tokens),
+  DiT      DiTTransformer2DModel, 10 blocks, D 96 (4 heads x 24), patch 4 on the 16x16x4 latents (16 tokens),
            ada_norm_zero, num_embeds_ada_norm 10 (class table 11 rows: row 10 is the null class),
-           out_channels 4 (no learned sigma); adaLN and output layers zero-initialised (as in the DiT paper);
-           epsilon objective with diffusers' DDPMScheduler (linear betas 1e-4..0.02, 1000 steps), uniform t,
-           10% of labels dropped to the null class for CFG; AdamW 3e-4 (warm-up 200 steps), batch 128,
-           EMA 0.999 (the EMA weights are shipped, as F16). Sampled with a DDIMScheduler config.
+           out_channels 4 (no learned sigma), one timestep/class embedder shared by all blocks; adaLN and output
+           layers zero-initialised (DiT paper), class table N(0, 1); epsilon objective with diffusers'
+           DDPMScheduler (linear betas 1e-4..0.02, 1000 steps), uniform t, 10% of labels dropped to the null
+           class for CFG; AdamW 8e-4 (warm-up 200 steps), batch 64, 2500 steps, EMA 0.998 (the EMA weights are
+           shipped, as F16). Sampled with a DDIMScheduler config.
 """
 import argparse
 import json
