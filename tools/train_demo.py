@@ -417,11 +417,14 @@ def predict(clf, u8, bs=256):
     return np.concatenate([clf(to_tensor(u8[i:i + bs])).argmax(1).numpy() for i in range(0, len(u8), bs)])
 
 
-def ditserve_generate(exe, model, classes, per, seed, steps, guidance, tmp):
-    """Images from the C pipeline: uint8 [len(classes)*per, H, W, 3], class-major, and the wall time."""
+def ditserve_generate(exe, model, classes, per, seed, steps, guidance, tmp, cache=None):
+    """Images from the C pipeline: uint8 [len(classes)*per, H, W, 3], class-major, and the wall time.
+    cache: a ditserve --cache config (cache-dit string or JSON), or None for no caching."""
     out = os.path.join(tmp, f"s{seed}.png")
     cmd = [exe, "generate", "--model", model, "--steps", str(steps), "--seed", str(seed), "--guidance",
            str(guidance), "--scheduler", "ddim", "--num-images", str(per), "--out", out]
+    if cache:
+        cmd += ["--cache", cache]
     for c in classes:
         cmd += ["--class", str(c)]
     t = time.time()
@@ -482,6 +485,17 @@ def evaluate(args):
                 rows = first.reshape(ncls, args.per_class, *first.shape[1:])[:, :k]
                 save_grid(rows.reshape(-1, *first.shape[1:]), ncls, args.grid)
                 log(f"wrote {args.grid} ({ncls} classes x {k} samples, seed 1000, guidance {gs})")
+        # recognition with each cache config (guidance[0]), for docs/caching.md's quality table
+        for cfg in args.cache:
+            preds, want = [], []
+            for s in range(args.eval_seeds):
+                imgs, _ = ditserve_generate(exe, args.model, list(range(ncls)), args.per_class, 1000 + s, 25,
+                                            args.guidance[0], tmp, cache=cfg)
+                preds.append(predict(clf, imgs))
+                want.append(np.repeat(np.arange(ncls), args.per_class))
+            p, w = np.concatenate(preds), np.concatenate(want)
+            log(f"cache {cfg}, guidance {args.guidance[0]}: {(p == w).sum()}/{len(p)} = {(p == w).mean() * 100:.1f}% "
+                f"recognised as the requested class")
     return results
 
 
@@ -515,6 +529,7 @@ def main():
     ap.add_argument("--ditserve", default=os.path.join(ROOT, "build", "server", "ditserve"))
     ap.add_argument("--guidance", type=float, nargs="+", default=[4.0], help="first one is used for the grid")
     ap.add_argument("--eval-seeds", type=int, default=4)
+    ap.add_argument("--cache", nargs="*", default=[], help="--eval: also measure with these ditserve --cache configs")
     ap.add_argument("--per-class", type=int, default=5, help="images per class per seed")
     ap.add_argument("--clf-images", type=int, default=12000)
     ap.add_argument("--clf-steps", type=int, default=1500)
