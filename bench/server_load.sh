@@ -24,21 +24,11 @@ rm -f "$out"/*
 
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:log_path=$out/asan
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$out/ubsan
-"$bin" --model dit="$root/tests/data/ckpt/dit-tiny" --host 127.0.0.1 --port 0 \
-  >"$out/server.out" 2>"$out/server.err" &
-pid=$!
+. "$root/tests/e2e/server_lib.sh"
+pid=
 trap 'kill -9 $pid 2>/dev/null' EXIT
-port=
-for _ in $(seq 1 300); do
-  port=$(sed -n 's/^ditserve listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$out/server.out" | head -1)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "server did not start"; cat "$out/server.err"; exit 1; }
-for _ in $(seq 1 600); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] && break
-  sleep 0.1
-done
+ds_server_start "$bin" "$out/server" --model dit="$root/tests/data/ckpt/dit-tiny" || exit 1
+ds_server_wait_ready "$port"
 echo "== ditserve (ASan+UBSan) pid $pid on 127.0.0.1:$port; $clients clients for ${secs}s," \
      "started $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 fail=0

@@ -30,21 +30,11 @@ fi
 mkdir -p "$out"
 rm -f "$out"/*.xml "$out"/*.ndjson
 
-"$bin" --model dit="$root/tests/data/ckpt/dit-tiny" --host 127.0.0.1 --port 0 --api-key "$key" \
-  --queue-size 64 >"$out/server.out" 2>"$out/server.err" &
-pid=$!
+. "$root/tests/e2e/server_lib.sh"
+pid=
 trap 'kill -9 $pid 2>/dev/null' EXIT
-port=
-for _ in $(seq 1 100); do
-  port=$(sed -n 's/^ditserve listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$out/server.out" | head -1)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "server did not start"; cat "$out/server.err"; exit 1; }
-for _ in $(seq 1 300); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] && break
-  sleep 0.1
-done
+ds_server_start "$bin" "$out/server" --model dit="$root/tests/data/ckpt/dit-tiny" --api-key "$key" --queue-size 64 || exit 1
+ds_server_wait_ready "$port" 300
 echo "== ditserve on 127.0.0.1:$port (pid $pid); schemathesis $("$st" --version 2>&1 | tail -1)," \
      "max ${secs}s, ${examples} examples per operation, checks ${ST_CHECKS:-all} minus" \
      "'${ST_EXCLUDE-positive_data_acceptance,use_after_free}', started $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

@@ -21,27 +21,16 @@ fi
 
 tmp=$(mktemp -d)
 key=openai-e2e-key
-"$bin" --model dit="$data/ckpt/dit-tiny" --host 127.0.0.1 --port 0 --api-key "$key" >"$tmp/out" 2>"$tmp/err" &
-pid=$!
+. "$here/server_lib.sh"
+pid=
 trap 'kill -9 $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-port=
-for _ in $(seq 1 100); do
-  port=$(sed -n 's/^ditserve listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/out" | head -1)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "server did not start"; cat "$tmp/err"; exit 1; }
-ready=0
-for _ in $(seq 1 300); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] && { ready=1; break; }
-  sleep 0.1
-done
-[ $ready = 1 ] || { echo "server never became ready"; cat "$tmp/err"; exit 1; }
+ds_server_start "$bin" "$tmp/server" --model dit="$data/ckpt/dit-tiny" --api-key "$key" || exit 1
+ds_server_wait_ready "$port" 300 || { echo "server never became ready"; cat "$tmp/server.err"; exit 1; }
 
 "$py" "$here/openai_client.py" --base-url "http://127.0.0.1:$port/v1" --api-key "$key" --model dit
 rc=$?
 kill -TERM $pid
 wait $pid
 src=$?
-[ $src = 0 ] || { echo "FAIL server exit code $src after SIGTERM"; tail -5 "$tmp/err"; rc=1; }
+[ $src = 0 ] || { echo "FAIL server exit code $src after SIGTERM"; tail -5 "$tmp/server.err"; rc=1; }
 exit $rc

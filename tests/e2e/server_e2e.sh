@@ -24,29 +24,17 @@ fail=0
 ok() { echo "ok   $1"; }
 bad() { echo "FAIL $1"; fail=1; }
 
+. "$(dirname "$0")/server_lib.sh"
+
 # start NAME ARGS... : starts a server, sets $port and $pid
 start() {
   local name=$1
   shift
-  "$bin" --host 127.0.0.1 --port 0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  pid=$!
+  ds_server_start "$bin" "$tmp/$name" "$@" || { echo "(server $name)"; exit 1; }
   pids+=("$pid")
-  port=
-  for _ in $(seq 1 100); do
-    port=$(sed -n 's/^ditserve listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/$name.out" | head -1)
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "server $name did not start"; cat "$tmp/$name.err"; exit 1; }
 }
 
-wait_ready() { # wait_ready PORT [AUTH]
-  for _ in $(seq 1 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/health")" = 200 ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
+wait_ready() { ds_server_wait_ready "$1" 900; } # wait_ready PORT (90 s: a loaded host warms up slowly)
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
 
