@@ -426,6 +426,21 @@ const ds_block_runner *ds_cache_runner(ds_cache *c) { return &c->runner; }
 
 const ds_cache_config *ds_cache_get_config(const ds_cache *c) { return &c->cfg; }
 
+void ds_cache_progress(const ds_cache *c, int *n_lists, int n_branches[DS_CACHE_MAX_LISTS],
+                       int n_cached[DS_CACHE_MAX_LISTS][2], int n_diffs[DS_CACHE_MAX_LISTS][2],
+                       double last_diff[DS_CACHE_MAX_LISTS][2]) {
+    *n_lists = c->begun ? c->n_ctx : 0;
+    for (int l = 0; l < *n_lists; l++) {
+        n_branches[l] = c->separate_cfg ? 2 : 1;
+        for (int b = 0; b < n_branches[l]; b++) {
+            const branch_state *br = &c->ctx[l].br[b];
+            n_cached[l][b] = br->n_cached;
+            n_diffs[l][b] = br->n_diffs;
+            last_diff[l][b] = br->n_diffs > 0 ? br->diffs[br->n_diffs - 1] : NAN;
+        }
+    }
+}
+
 ds_status ds_cache_get_stats(const ds_cache *c, ds_cache_stats *s, ds_err *err) {
     memset(s, 0, sizeof *s);
     ds_cache_config_str(&c->cfg, s->config, sizeof s->config);

@@ -60,6 +60,14 @@ const ds_cache_config *ds_cache_get_config(const ds_cache *c);
  * ds_cache_stats_free). Errors: DS_ERR_OOM. */
 ds_status ds_cache_get_stats(const ds_cache *c, ds_cache_stats *out, ds_err *err);
 
+/* The progress counters of the running request, without copying anything (for per-step progress
+ * events; the worker calls it once per step, so it must not allocate): for each list l < *n_lists and
+ * branch b < n_branches[l], how many steps were cached so far and the last recorded diff with the number
+ * of diffs recorded. Arrays are [DS_CACHE_MAX_LISTS][2]. Before the first request *n_lists = 0. */
+void ds_cache_progress(const ds_cache *c, int *n_lists, int n_branches[DS_CACHE_MAX_LISTS],
+                       int n_cached[DS_CACHE_MAX_LISTS][2], int n_diffs[DS_CACHE_MAX_LISTS][2],
+                       double last_diff[DS_CACHE_MAX_LISTS][2]);
+
 /* One generation with cfg (NULL or disabled: no runner, the pipeline's plain path, and stats then report
  * every block computed). params is not modified (a copy carries the runner and a step-timing callback that
  * forwards to params->on_step). stats may be NULL. On error *res is freed/zeroed and *stats (if given) holds

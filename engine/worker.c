@@ -130,23 +130,21 @@ static int on_step(void *user, int step, int n_steps, const float *latents, int6
     ev.n_steps = n_steps;
     ev.ms = now - c->t_last;
     c->t_last = now;
-    /* what the cache decided this step: compare its counters with the previous step's */
-    ds_cache_stats st;
+    /* what the cache decided this step: compare its counters with the previous step's (no copy) */
+    int nl, nb[DS_CACHE_MAX_LISTS], ncached[DS_CACHE_MAX_LISTS][2], ndiffs[DS_CACHE_MAX_LISTS][2];
+    double last[DS_CACHE_MAX_LISTS][2];
     bool any_cached = false;
-    if (ds_cache_get_stats(c->cache, &st, NULL) == DS_OK) {
-        ev.n_lists = st.n_lists;
-        for (int l = 0; l < st.n_lists; l++) {
-            ev.n_branches[l] = st.lists[l].n_branches;
-            for (int b = 0; b < st.lists[l].n_branches; b++) {
-                const ds_cache_branch_stats *br = &st.lists[l].branch[b];
-                ev.cached[l][b] = br->n_cached > c->prev_cached[l][b];
-                ev.diff[l][b] = br->n_diffs > c->prev_diffs[l][b] ? br->diffs[br->n_diffs - 1] : NAN;
-                any_cached |= ev.cached[l][b];
-                c->prev_cached[l][b] = br->n_cached;
-                c->prev_diffs[l][b] = br->n_diffs;
-            }
+    ds_cache_progress(c->cache, &nl, nb, ncached, ndiffs, last);
+    ev.n_lists = nl;
+    for (int l = 0; l < nl; l++) {
+        ev.n_branches[l] = nb[l];
+        for (int b = 0; b < nb[l]; b++) {
+            ev.cached[l][b] = ncached[l][b] > c->prev_cached[l][b];
+            ev.diff[l][b] = ndiffs[l][b] > c->prev_diffs[l][b] ? last[l][b] : NAN;
+            any_cached |= ev.cached[l][b];
+            c->prev_cached[l][b] = ncached[l][b];
+            c->prev_diffs[l][b] = ndiffs[l][b];
         }
-        ds_cache_stats_free(&st);
     }
     ds_engine *e = c->e;
     ds_job *j = c->job;
