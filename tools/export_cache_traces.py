@@ -26,7 +26,7 @@ import sys
 import numpy as np
 import torch
 
-from refs_common import ROOT, gen, randn, save
+from refs_common import ROOT, StepRecorder, gen, randn, save, to_u8
 
 CKPT = os.path.join(ROOT, "tests", "data", "ckpt")
 
@@ -111,24 +111,6 @@ CASES = {
                                                                "residual_diff_threshold": 0.65,
                                                                "max_continuous_cached_steps": 3}),
 }
-
-
-def to_u8(images):
-    """diffusers' numpy_to_pil conversion of float images in [0, 1]."""
-    return torch.from_numpy((images * 255).round().astype("uint8").astype(np.float32))
-
-
-class StepRecorder:
-    """Wraps scheduler.step to keep every step's prev_sample (first `keep` rows)."""
-
-    def __init__(self, sched, keep):
-        self.sched, self.keep, self.samples, self.inner = sched, keep, [], sched.step
-
-    def __call__(self, *a, **k):
-        out = self.inner(*a, **k)
-        prev = out[0] if isinstance(out, tuple) else out.prev_sample
-        self.samples.append(prev[: self.keep].clone())
-        return out
 
 
 class Log:

@@ -8,11 +8,10 @@ the 8-bit image exactly as diffusers' numpy_to_pil makes it. Output: tests/data/
 """
 import os
 
-import numpy as np
 import torch
 from diffusers import DiTPipeline, DPMSolverMultistepScheduler, FluxPipeline
 
-from refs_common import ROOT, gen, randn, save, write_json
+from refs_common import ROOT, StepRecorder, gen, randn, save, to_u8, write_json
 
 CKPT = os.path.join(ROOT, "tests", "data", "ckpt")
 
@@ -24,24 +23,6 @@ FLUX_SCHED = {  # black-forest-labs/FLUX.1-dev scheduler/scheduler_config.json
     "_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.30.0.dev0",
     "base_image_seq_len": 256, "base_shift": 0.5, "max_image_seq_len": 4096, "max_shift": 1.15,
     "num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True}
-
-
-def to_u8(images):
-    """diffusers' numpy_to_pil conversion of float images in [0, 1]."""
-    return torch.from_numpy((images * 255).round().astype("uint8").astype(np.float32))
-
-
-class StepRecorder:
-    """Wraps scheduler.step to keep every step's prev_sample (first `keep` rows)."""
-
-    def __init__(self, sched, keep):
-        self.sched, self.keep, self.samples, self.inner = sched, keep, [], sched.step
-
-    def __call__(self, *a, **k):
-        out = self.inner(*a, **k)
-        prev = out[0] if isinstance(out, tuple) else out.prev_sample
-        self.samples.append(prev[: self.keep].clone())
-        return out
 
 
 def dit_case(name, scheduler, labels, steps, guidance, seed):

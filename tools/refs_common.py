@@ -37,6 +37,24 @@ def randn(g, *shape, scale=1.0):
     return torch.randn(*shape, generator=g, dtype=torch.float32) * scale
 
 
+def to_u8(images):
+    """diffusers' numpy_to_pil conversion of float images in [0, 1]."""
+    return torch.from_numpy((images * 255).round().astype("uint8").astype(numpy.float32))
+
+
+class StepRecorder:
+    """Wraps scheduler.step to keep every step's prev_sample (first `keep` rows)."""
+
+    def __init__(self, sched, keep):
+        self.sched, self.keep, self.samples, self.inner = sched, keep, [], sched.step
+
+    def __call__(self, *a, **k):
+        out = self.inner(*a, **k)
+        prev = out[0] if isinstance(out, tuple) else out.prev_sample
+        self.samples.append(prev[: self.keep].clone())
+        return out
+
+
 def write_json(path, obj):
     """Write a diffusers-style JSON file (indent 2, sorted keys, trailing newline), creating its folder."""
     import json
