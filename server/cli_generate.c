@@ -4,6 +4,7 @@
  * cache-dit config string such as F8B0_W4MC3_T0O1_R0.12); --stats-out FILE writes its statistics as JSON,
  * otherwise a short table goes to stderr. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "cache.h"
 #include "cli.h"
+#include "config.h"
 #include "log.h"
 #include "pipeline.h"
 #include "safetensors.h"
@@ -32,7 +34,7 @@ typedef struct cli_args {
 } cli_args;
 
 static const char k_usage[] =
-    "usage: ditserve generate --model DIR [--class N | --class-name S]... [--prompt-embeds FILE]\n"
+    "usage: ditserve generate [--model DIR (default: the demo model)] [--class N | --class-name S]... [--prompt-embeds FILE]\n"
     "         [--width W --height H] [--steps N] [--guidance G] [--true-cfg G] [--num-images N]\n"
     "         [--scheduler ddim|dpmpp_2m|flow_euler] [--seed S] [--init-noise FILE] [--device cpu|cuda]\n"
     "         [--random-weights] --out PNG [--latents-out FILE]\n"
@@ -121,7 +123,12 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         } else return bad("unknown option '%s'%s", o, "");
         if (rc) return rc;
     }
-    if (!a->model) return bad("--model DIR is required%s%s", "", "");
+    if (!a->model) { /* the demo model: $DITSERVE_DEMO_DIR, the build tree or an install (server/config.h) */
+        static char demo[PATH_MAX];
+        char msg[2 * PATH_MAX + 256];
+        if (!ds_server_config_find_demo(NULL, demo, sizeof demo, msg, sizeof msg)) return bad("%s%s", msg, "");
+        a->model = demo;
+    }
     if (!a->out) return bad("--out PNG is required%s%s", "", "");
     if (strcmp(a->device, "cpu") && strncmp(a->device, "cuda", 4))
         return bad("--device must be cpu, cuda or cuda:N, got '%s'%s", a->device, "");

@@ -256,6 +256,9 @@ def train_dit(mu, std, labels, args, g, checkpoint=None):
         y = labels_t[idx].clone()
         y[torch.rand(len(y), generator=g) < args.class_dropout] = null
         t = torch.randint(0, 1000, (len(y),), generator=g)
+        if args.t_high > 0:  # part of each batch at high noise, where the class decides the glyph's shape
+            hi = torch.rand(len(y), generator=g) < args.t_high
+            t = torch.where(hi, torch.randint(args.t_high_from, 1000, (len(y),), generator=g), t)
         eps = torch.randn(z0.shape, generator=g)
         zt = sched.add_noise(z0, eps, t)
         pred = model(zt, timestep=t, class_labels=y).sample
@@ -521,6 +524,9 @@ def main():
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--layers", type=int, default=10)
     ap.add_argument("--patch", type=int, default=4)
+    ap.add_argument("--t-high", type=float, default=0.0,
+                    help="share of each DiT batch whose timestep is drawn from [--t-high-from, 1000)")
+    ap.add_argument("--t-high-from", type=int, default=500)
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--class-dropout", type=float, default=0.1)
     ap.add_argument("--save-every", type=int, default=500, help="write the EMA model to --out every N DiT steps")

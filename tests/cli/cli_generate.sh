@@ -42,7 +42,13 @@ grep -q '"cached_steps"' "$tmp/stats.json" || { echo "FAIL dit_cached: no cached
 check bad_cache_field 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --cache '{"Fn_compute_blocks":0}' \
   --out "$tmp/x.png"
 grep -q 'Fn_compute_blocks' "$tmp/err" || { echo "FAIL bad_cache_field: error does not name the field"; fail=1; }
-check missing_model 2 "$bin" generate --out "$tmp/x.png"
+# no --model: the demo model, found next to the executable or through $DITSERVE_DEMO_DIR
+check demo_default 0 "$bin" generate --class-name seven --steps 4 --out "$tmp/demo.png"
+is_png "$tmp/demo.png" || { echo "FAIL demo_default: no PNG"; fail=1; }
+check demo_env 0 env DITSERVE_DEMO_DIR="$(dirname "$bin")/../../assets/demo" "$bin" generate --class 3 --steps 2 \
+  --out "$tmp/demo_env.png"
+check demo_env_missing 2 env DITSERVE_DEMO_DIR="$tmp/nothing" "$bin" generate --class 3 --out "$tmp/x.png"
+grep -q "DITSERVE_DEMO_DIR=$tmp/nothing has no model_index.json" "$tmp/err" || { echo "FAIL demo_env_missing: message"; fail=1; }
 check missing_out 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1
 check no_class 2 "$bin" generate --model "$data/ckpt/dit-tiny" --out "$tmp/x.png"
 check bad_steps 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --steps 0 --out "$tmp/x.png"
