@@ -1,8 +1,10 @@
 /* ops.h - the op library: tensor-level entry points used by every model.
  *
- * Each ds_op_* validates dtypes, devices and shapes, then dispatches on the device of its tensors.
- * Today only the CPU reference backend exists (f32, contiguous tensors); the CUDA twins land in the
- * CUDA backend issue behind the same entry points. Outputs are written in full (callers may poison
+ * Each ds_op_* dispatches on the device of its tensors (ops_dispatch.h): CPU tensors run the reference
+ * backend in kernels/cpu/ (f32, contiguous), CUDA tensors run the twin in kernels/cuda/ (f32, bf16 or
+ * f16, fp32 arithmetic; contract in cuda/ds_cuda_ops.h). A CUDA tensor on a build without CUDA is
+ * DS_ERR_UNSUPPORTED. The position tables (ds_op_rope_freqs, ds_op_pos_embed_2d) are CPU only: models
+ * compute them once per resolution in fp64 and upload them. Outputs are written in full (callers may poison
  * them). Unless stated, `out` must not alias an input; ops marked "in place OK" accept out == x.
  * Errors: DS_ERR_INVALID_ARG (shape / missing tensor), DS_ERR_UNSUPPORTED (dtype or device).
  * Shapes below are PyTorch order; "[..., D]" means any leading dims flattened to rows. */
@@ -133,6 +135,29 @@ ds_status ds_op_unpatchify(ds_tensor *out, const ds_tensor *y, int64_t p, ds_err
 
 /* out = a + b, elementwise, same shape. In place OK (out may alias a or b). */
 ds_status ds_op_add(ds_tensor *out, const ds_tensor *a, const ds_tensor *b, ds_err *err);
+
+/* out = a - b, elementwise, same shape. In place OK (out may alias a or b). */
+ds_status ds_op_sub(ds_tensor *out, const ds_tensor *a, const ds_tensor *b, ds_err *err);
+
+/* out = alpha·x + beta·y, elementwise, same shape (fp32 arithmetic). y may be NULL (then beta is
+ * ignored: out = alpha·x). In place OK (out may alias x or y). */
+ds_status ds_op_axpby(ds_tensor *out, float alpha, const ds_tensor *x, float beta, const ds_tensor *y, ds_err *err);
+
+/* Copy x into out, converting the element type (f32/bf16/f16 on CUDA; the CPU backend keeps f32 only,
+ * so there it is a copy). Same shape, both on the same device. out == x is a no-op. */
+ds_status ds_op_convert(ds_tensor *out, const ds_tensor *x, ds_err *err);
+
+/* The DBCache residual-diff reduction: *sum_abs_diff = Σ|a_i - b_i|, *sum_abs_a = Σ|a_i| over all
+ * elements, accumulated in fp64 on the CPU (fp32 partials, fp64 final sum on CUDA, where it is one
+ * fused reduction and one 16-byte device-to-host copy, synchronising the stream). a, b same shape. */
+ds_status ds_op_diff_sums(const ds_tensor *a, const ds_tensor *b, double *sum_abs_diff, double *sum_abs_a,
+                          ds_err *err);
+
+/* LayerNorm without affine fused with adaLN modulate: out = LN(x)·(1 + scale[b]) + shift[b].
+ * x, out [B, N, D]; scale, shift [B, D] (any row stride). In place OK. On the CPU it is exactly
+ * ds_op_layernorm followed by ds_op_modulate; on CUDA one pass. */
+ds_status ds_op_layernorm_modulate(ds_tensor *out, const ds_tensor *x, const ds_tensor *scale,
+                                   const ds_tensor *shift, float eps, ds_err *err);
 
 #ifdef __cplusplus
 }

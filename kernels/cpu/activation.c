@@ -9,6 +9,7 @@
 
 #include "cpu/cpu_util.h"
 #include "ops.h"
+#include "ops_dispatch.h"
 
 /* x and out present, f32, contiguous, same shape. */
 static ds_status unary_check(const char *op, const ds_tensor *out, const ds_tensor *x, ds_err *err) {
@@ -18,6 +19,7 @@ static ds_status unary_check(const char *op, const ds_tensor *out, const ds_tens
 }
 
 ds_status ds_op_gelu(ds_tensor *out, const ds_tensor *x, ds_gelu_kind kind, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_gelu(out, x, kind, err));
     DS_TRY(unary_check("gelu", out, x, err));
     if (kind != DS_GELU_EXACT && kind != DS_GELU_TANH)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "gelu: unknown kind %d", (int)kind);
@@ -44,6 +46,7 @@ ds_status ds_op_gelu(ds_tensor *out, const ds_tensor *x, ds_gelu_kind kind, ds_e
 }
 
 ds_status ds_op_silu(ds_tensor *out, const ds_tensor *x, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_silu(out, x, err));
     DS_TRY(unary_check("silu", out, x, err));
     const int64_t n = ds_tensor_numel(x);
     const float *xs = (const float *)x->data;
@@ -58,6 +61,7 @@ ds_status ds_op_silu(ds_tensor *out, const ds_tensor *x, ds_err *err) {
 
 /* A row whose max is -inf (all entries -inf) yields NaN, as torch.softmax does. */
 ds_status ds_op_softmax(ds_tensor *out, const ds_tensor *x, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_softmax(out, x, err));
     DS_TRY(unary_check("softmax", out, x, err));
     if (x->ndim < 1) return DS_FAIL(err, DS_ERR_INVALID_ARG, "softmax: x must have at least 1 dim");
     const int64_t d = x->shape[x->ndim - 1], rows = ds_tensor_rows(x);
@@ -79,6 +83,7 @@ ds_status ds_op_softmax(ds_tensor *out, const ds_tensor *x, ds_err *err) {
 }
 
 ds_status ds_op_add(ds_tensor *out, const ds_tensor *a, const ds_tensor *b, ds_err *err) {
+    DS_OP_DISPATCH(a, ds_cuda_op_add(out, a, b, err));
     static const char *op = "add";
     DS_TRY(ds_cpu_check(a, -1, op, "a", err));
     DS_TRY(ds_cpu_check(b, -1, op, "b", err));

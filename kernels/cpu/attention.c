@@ -23,6 +23,7 @@
 
 #include "cpu/cpu_util.h"
 #include "ops.h"
+#include "ops_dispatch.h"
 
 #define DS_ATTN_TQ 64    /* query rows per task */
 #define DS_ATTN_ALIGN 16 /* floats: 64-byte alignment of the scratch slices */
@@ -76,6 +77,7 @@ static int blas_runs_own_pool(void) { return openblas_get_parallel() == 1 && ope
 
 ds_status ds_op_attention(ds_tensor *out, const ds_tensor *q, const ds_tensor *k, const ds_tensor *v,
                           const ds_tensor *mask, float scale, void *scratch, size_t scratch_bytes, ds_err *err) {
+    DS_OP_DISPATCH(q, ds_cuda_op_attention(out, q, k, v, mask, scale, err));
     static const char *op = "attention";
     DS_TRY(ds_cpu_check(q, 4, op, "q", err));
     DS_TRY(ds_cpu_check(k, 4, op, "k", err));

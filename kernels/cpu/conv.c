@@ -27,6 +27,7 @@
 #include "cpu/cpu_util.h"
 #include "image_util.h"
 #include "ops.h"
+#include "ops_dispatch.h"
 
 /* True when OpenBLAS threads each call itself with a pthread pool (see the file comment). */
 static int blas_runs_own_pool(void) { return openblas_get_parallel() == 1 && openblas_get_num_threads() > 1; }
@@ -92,6 +93,7 @@ static void fill_bias(float *o, const float *bs, int64_t cout, int64_t ld, int64
  * 0). Errors: DS_ERR_INVALID_ARG for shapes, kernel size, padding, missing/small scratch, aliasing. */
 ds_status ds_op_conv2d(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias, int padding,
                        void *scratch, size_t scratch_bytes, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_conv2d(out, x, w, bias, padding, scratch, scratch_bytes, err));
     static const char op[] = "ds_op_conv2d";
     DS_TRY(ds_img_check(x, 4, op, "x", err));
     DS_TRY(ds_img_check(w, 4, op, "weight", err));

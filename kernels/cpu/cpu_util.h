@@ -38,7 +38,7 @@ static inline int ds_cpu_thread_num(void) {
 }
 
 /* Validate a tensor argument of a CPU op: present, on the CPU (a CUDA tensor -> DS_ERR_UNSUPPORTED
- * until the CUDA twin exists), f32 (else DS_ERR_UNSUPPORTED), `ndim` dims (-1: any; else
+ * the dispatch in ops_dispatch.h sends those to the CUDA twin first), f32 (else DS_ERR_UNSUPPORTED), `ndim` dims (-1: any; else
  * DS_ERR_INVALID_ARG) and contiguous (else DS_ERR_INVALID_ARG). `op` and `what` name the op and the
  * argument in the message ("layernorm: weight: ..."). */
 static inline ds_status ds_cpu_check(const ds_tensor *t, int ndim, const char *op, const char *what, ds_err *err) {

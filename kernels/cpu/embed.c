@@ -6,6 +6,7 @@
 
 #include "image_util.h"
 #include "ops.h"
+#include "ops_dispatch.h"
 
 /* Contract in ops.h. t: [B]; out: [B, C], C >= 2. As diffusers: e_k = f32(−ln P)·k / f32(half − s)
  * in f32, f_k = exp(e_k), a = scale·(t·f_k) in f32. An odd C gets one trailing zero column (diffusers'
@@ -13,6 +14,7 @@
  * formula) or max_period <= 0. */
 ds_status ds_op_timestep_embedding(ds_tensor *out, const ds_tensor *t, int flip_sin_to_cos,
                                    float downscale_freq_shift, float scale, float max_period, ds_err *err) {
+    DS_OP_DISPATCH(out, ds_cuda_op_timestep_embedding(out, t, flip_sin_to_cos, downscale_freq_shift, scale, max_period, err));
     static const char op[] = "ds_op_timestep_embedding";
     DS_TRY(ds_img_check(t, 1, op, "t", err));
     DS_TRY(ds_img_check(out, 2, op, "out", err));

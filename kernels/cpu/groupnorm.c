@@ -5,6 +5,7 @@
 
 #include "image_util.h"
 #include "ops.h"
+#include "ops_dispatch.h"
 
 /* Contract in ops.h. x, out: [B, C, H, W] or [B, C, L] (same shape); G = groups divides C; group g
  * holds channels [g·C/G, (g+1)·C/G); mean and biased variance over those channels' spatial extent;
@@ -13,6 +14,7 @@
  * eps < 0). */
 ds_status ds_op_groupnorm(ds_tensor *out, const ds_tensor *x, int64_t groups, const ds_tensor *weight,
                           const ds_tensor *bias, float eps, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_groupnorm(out, x, groups, weight, bias, eps, err));
     static const char op[] = "ds_op_groupnorm";
     DS_TRY(ds_img_check(x, -1, op, "x", err));
     DS_TRY(ds_img_check(out, -1, op, "out", err));

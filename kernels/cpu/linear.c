@@ -8,8 +8,10 @@
 
 #include "cpu/cpu_util.h"
 #include "ops.h"
+#include "ops_dispatch.h"
 
 ds_status ds_op_linear(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_linear(out, x, w, bias, err));
     static const char *op = "linear";
     DS_TRY(ds_cpu_check(x, -1, op, "x", err));
     DS_TRY(ds_cpu_check(w, 2, op, "weight", err));

@@ -7,9 +7,11 @@
  * written, and no other element is read afterwards). */
 #include "cpu/cpu_util.h"
 #include "ops.h"
+#include "ops_dispatch.h"
 
 ds_status ds_op_modulate(ds_tensor *out, const ds_tensor *x, const ds_tensor *scale, const ds_tensor *shift,
                          ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_modulate(out, x, scale, shift, err));
     static const char *op = "modulate";
     DS_TRY(ds_cpu_check(x, 3, op, "x", err));
     DS_TRY(ds_cpu_check(out, 3, op, "out", err));
@@ -37,6 +39,7 @@ ds_status ds_op_modulate(ds_tensor *out, const ds_tensor *x, const ds_tensor *sc
 
 ds_status ds_op_gate_add(ds_tensor *out, const ds_tensor *residual, const ds_tensor *x, const ds_tensor *gate,
                          ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_gate_add(out, residual, x, gate, err));
     static const char *op = "gate_add";
     DS_TRY(ds_cpu_check(residual, 3, op, "residual", err));
     DS_TRY(ds_cpu_check(x, 3, op, "x", err));

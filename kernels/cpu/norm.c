@@ -9,6 +9,7 @@
 
 #include "cpu/cpu_util.h"
 #include "ops.h"
+#include "ops_dispatch.h"
 
 /* Common validation: x and out same-shape [..., D]; optional weight/bias [D]. */
 static ds_status norm_check(const char *op, const ds_tensor *out, const ds_tensor *x, const ds_tensor *weight,
@@ -33,6 +34,7 @@ static ds_status norm_check(const char *op, const ds_tensor *out, const ds_tenso
 
 ds_status ds_op_layernorm(ds_tensor *out, const ds_tensor *x, const ds_tensor *weight, const ds_tensor *bias,
                           float eps, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_layernorm(out, x, weight, bias, eps, err));
     DS_TRY(norm_check("layernorm", out, x, weight, bias, eps, err));
     const int64_t d = x->shape[x->ndim - 1], rows = ds_tensor_rows(x);
     if (d == 0 || rows == 0) return DS_OK;
@@ -65,6 +67,7 @@ ds_status ds_op_layernorm(ds_tensor *out, const ds_tensor *x, const ds_tensor *w
 }
 
 ds_status ds_op_rmsnorm(ds_tensor *out, const ds_tensor *x, const ds_tensor *weight, float eps, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_rmsnorm(out, x, weight, eps, err));
     DS_TRY(norm_check("rmsnorm", out, x, weight, NULL, eps, err));
     const int64_t d = x->shape[x->ndim - 1], rows = ds_tensor_rows(x);
     if (d == 0 || rows == 0) return DS_OK;

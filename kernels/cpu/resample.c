@@ -5,6 +5,7 @@
 
 #include "image_util.h"
 #include "ops.h"
+#include "ops_dispatch.h"
 
 /* Fail unless the byte ranges of a and b are disjoint. */
 static ds_status check_disjoint(const ds_tensor *a, const ds_tensor *b, const char *op, ds_err *err) {
@@ -17,6 +18,7 @@ static ds_status check_disjoint(const ds_tensor *a, const ds_tensor *b, const ch
 /* Contract in ops.h. x: [B, C, H, W] -> out: [B, C, 2H, 2W], out[b, c, y, x'] = x[b, c, y/2, x'/2]
  * (F.interpolate(scale_factor=2, mode="nearest")). out must not overlap x. */
 ds_status ds_op_upsample_nearest2x(ds_tensor *out, const ds_tensor *x, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_upsample_nearest2x(out, x, err));
     static const char op[] = "ds_op_upsample_nearest2x";
     DS_TRY(ds_img_check(x, 4, op, "x", err));
     DS_TRY(ds_img_check(out, 4, op, "out", err));
@@ -40,6 +42,7 @@ ds_status ds_op_upsample_nearest2x(ds_tensor *out, const ds_tensor *x, ds_err *e
  * out[b, i·(W/p) + j, (c·p + u)·p + v] = x[b, c, p·i + u, p·j + v]. p >= 1 divides H and W; out must
  * not overlap x. */
 ds_status ds_op_patchify(ds_tensor *out, const ds_tensor *x, int64_t p, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_patchify(out, x, p, err));
     static const char op[] = "ds_op_patchify";
     DS_TRY(ds_img_check(x, 4, op, "x", err));
     DS_TRY(ds_img_check(out, 3, op, "out", err));
@@ -70,6 +73,7 @@ ds_status ds_op_patchify(ds_tensor *out, const ds_tensor *x, int64_t p, ds_err *
  * out[b, c, p·i + u, p·j + v] = y[b, i·Wp + j, (u·p + v)·C + c] (diffusers DiT: reshape to
  * (B, Hp, Wp, p, p, C), einsum "nhwpqc->nchpwq"). p >= 1 divides out's H and W; out must not overlap y. */
 ds_status ds_op_unpatchify(ds_tensor *out, const ds_tensor *y, int64_t p, ds_err *err) {
+    DS_OP_DISPATCH(y, ds_cuda_op_unpatchify(out, y, p, err));
     static const char op[] = "ds_op_unpatchify";
     DS_TRY(ds_img_check(y, 3, op, "y", err));
     DS_TRY(ds_img_check(out, 4, op, "out", err));

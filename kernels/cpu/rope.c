@@ -6,10 +6,12 @@
 
 #include "image_util.h"
 #include "ops.h"
+#include "ops_dispatch.h"
 
 /* Contract in ops.h. x, out: [B, N, H, d]; cos, sin: [N, d]. In place OK (out == x).
  * Per pair (2m, 2m+1), in f32 exactly as diffusers orders it (x·cos + rot(x)·sin, rot = (−x1, x0)). */
 ds_status ds_op_rope(ds_tensor *out, const ds_tensor *x, const ds_tensor *cos_t, const ds_tensor *sin_t, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_rope(out, x, cos_t, sin_t, err));
     static const char op[] = "ds_op_rope";
     DS_TRY(ds_img_check(x, 4, op, "x", err));
     DS_TRY(ds_img_check(out, 4, op, "out", err));
