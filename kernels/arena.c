@@ -1,5 +1,8 @@
 /* arena.c - bump allocator implementation (see arena.h). */
 #include "arena.h"
+#ifdef DS_HAVE_CUDA
+#include "cuda/ds_cuda.h"
+#endif
 
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +23,32 @@ ds_status ds_arena_init_host(ds_arena *a, size_t bytes, ds_arena_kind kind, cons
     a->cap = rounded;
     a->owns_base = 1;
     return DS_OK;
+}
+
+ds_status ds_arena_init_device(ds_arena *a, size_t bytes, ds_device device, ds_arena_kind kind, const char *name,
+                               ds_err *err) {
+    if (device.kind == DS_DEVICE_CPU) return ds_arena_init_host(a, bytes, kind, name, err);
+    memset(a, 0, sizeof *a);
+    set_name(a, name);
+    a->kind = kind;
+    a->device = device;
+#ifdef DS_HAVE_CUDA
+    size_t rounded = (bytes + DS_ARENA_ALIGN - 1) / DS_ARENA_ALIGN * DS_ARENA_ALIGN;
+    if (rounded == 0) rounded = DS_ARENA_ALIGN;
+    void *d = NULL;
+    ds_status s = ds_cuda_set_device(device.index, err);
+    if (s == DS_OK) s = ds_cuda_malloc(&d, rounded, err); /* cudaMalloc: 256-byte aligned */
+    if (s != DS_OK) {
+        ds_err_prefix(err, "arena '%s' on cuda:%d", a->name, device.index);
+        return s;
+    }
+    a->base = d;
+    a->cap = rounded;
+    a->owns_base = 2;
+    return DS_OK;
+#else
+    return DS_FAIL(err, DS_ERR_UNSUPPORTED, "arena '%s': this build has no CUDA backend", a->name);
+#endif
 }
 
 void ds_arena_init_external(ds_arena *a, void *base, size_t bytes, ds_device device, ds_arena_kind kind,
@@ -78,6 +107,9 @@ void ds_arena_rewind(ds_arena *a, size_t mark) {
 }
 
 void ds_arena_free(ds_arena *a) {
-    if (a->owns_base) free(a->base);
+#ifdef DS_HAVE_CUDA
+    if (a->owns_base == 2) ds_cuda_free(a->base);
+#endif
+    if (a->owns_base == 1) free(a->base);
     memset(a, 0, sizeof *a);
 }

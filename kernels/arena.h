@@ -27,12 +27,20 @@ typedef struct ds_arena {
     size_t        high_water; /* max of used over the arena's life */
     ds_arena_kind kind;
     ds_device     device;     /* where base lives */
-    int           owns_base;  /* 1 when base came from ds_arena_init_host and is freed by ds_arena_free */
+    int           owns_base;  /* 1: host memory from ds_arena_init_host, 2: device memory from ds_arena_init_device;
+                                 ds_arena_free releases either; 0: external */
     char          name[32];
 } ds_arena;
 
 /* Allocate `bytes` of host memory (DS_ARENA_ALIGN-aligned) for the arena. Errors: DS_ERR_OOM. */
 ds_status ds_arena_init_host(ds_arena *a, size_t bytes, ds_arena_kind kind, const char *name, ds_err *err);
+
+/* Allocate `bytes` of memory on `device` for the arena: host memory for the CPU (as ds_arena_init_host),
+ * cudaMalloc on device.index for CUDA (256-byte aligned; tensors from it carry that device). Errors:
+ * DS_ERR_OOM (naming the arena and the size: a clean failure of the load that asked), DS_ERR_DEVICE,
+ * DS_ERR_UNSUPPORTED on a build without CUDA. */
+ds_status ds_arena_init_device(ds_arena *a, size_t bytes, ds_device device, ds_arena_kind kind, const char *name,
+                               ds_err *err);
 
 /* Wrap memory owned by someone else (e.g. a cudaMalloc block); ds_arena_free will not free it. */
 void ds_arena_init_external(ds_arena *a, void *base, size_t bytes, ds_device device, ds_arena_kind kind,

@@ -1,4 +1,4 @@
-/* ops_dispatch.h - the device dispatch at the top of every ds_op_* entry point (kernels/cpu/*.c):
+/* ops_dispatch.h - the device dispatch at the top of every ds_op_* entry point (kernels/cpu/ files):
  * when the op's first tensor argument lives on a CUDA device, the CUDA twin (cuda/ds_cuda_ops.h)
  * runs instead of the CPU reference; on a build without CUDA such a tensor is DS_ERR_UNSUPPORTED.
  * Private to kernels/. */

@@ -1,4 +1,5 @@
-/* dit.c - DiT (diffusers DiTTransformer2DModel) on the CPU: config parsing, loading into f32 arenas,
+/* dit.c - DiT (diffusers DiTTransformer2DModel) on any placement (CPU f32, CUDA bf16/f16/f32): config parsing,
+ * loading into arenas on the model's device,
  * and the forward split into embed / blocks / final (contracts and math in dit.h).
  *
  * Load: the config is parsed and validated, the weights are read (any float dtype -> f32) into one
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "tensor_io.h"
 
 #define DIT_FREQ_DIM 256     /* CombinedTimestepLabelEmbeddings: Timesteps(num_channels=256, ...) */
 #define DIT_T_SHIFT 1.0f     /* downscale_freq_shift of diffusers' DiT (the original repo: 0) */
@@ -46,8 +48,13 @@ struct ds_dit {
     ds_tensor     po1_w, po1_b;      /* proj_out_1: [2D, D], [2D] */
     ds_tensor     po2_w, po2_b;      /* proj_out_2: [p*p*Cout, D], [p*p*Cout] */
     dit_block    *blocks;            /* [L] */
-    float        *pos_table;         /* [max_tokens, D] capacity; holds the table of pos_grid */
-    int64_t       pos_grid;          /* Hp = Wp of the table in pos_table */
+    ds_tensor     pos_t;             /* [max_tokens, D] capacity (placed); holds the table of pos_grid */
+    float        *pos_host;          /* [max_tokens, D] host f32: the table is computed here (on the CPU
+                                        this is pos_t's memory itself) */
+    int64_t       pos_grid;          /* Hp = Wp of the table in pos_t */
+    ds_placement  pl;                /* device and dtype of weights and activations */
+    void         *staging;           /* host staging for uploads (CUDA only; NULL on the CPU) */
+    size_t        staging_bytes;     /* size of staging; during planning, the largest upload seen */
 
     ds_arena      act;               /* activations */
     ds_tensor     h_buf, c_buf;      /* ds_dit_forward's hidden [maxB, maxN, D] and cond [maxB, D] */
@@ -141,31 +148,35 @@ ds_status ds_dit_config_parse(const ds_config *cfg, ds_dit_config *out, ds_err *
 
 /* ---- loading ----------------------------------------------------------------------------------------- */
 
-/* Take an f32 tensor of `shape` from the weights arena and, unless planning (w == NULL), fill it from
- * checkpoint tensor `name` (shape checked, converted to f32). */
-static ds_status take(ds_arena *a, const ds_weights *w, ds_tensor *dst, int ndim, const int64_t *shape,
+/* Take a tensor of `shape` in the model's dtype from the weights arena and, unless planning (w == NULL:
+ * then it only records the largest upload for the staging buffer), fill it from checkpoint tensor `name`
+ * (shape checked, converted to the model's dtype, uploaded when the model is on a device). */
+static ds_status take(ds_dit *m, ds_arena *a, const ds_weights *w, ds_tensor *dst, int ndim, const int64_t *shape,
                       ds_err *err, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 7, 8)))
+    __attribute__((format(printf, 8, 9)))
 #endif
     ;
 
-static ds_status take(ds_arena *a, const ds_weights *w, ds_tensor *dst, int ndim, const int64_t *shape,
+static ds_status take(ds_dit *m, ds_arena *a, const ds_weights *w, ds_tensor *dst, int ndim, const int64_t *shape,
                       ds_err *err, const char *fmt, ...) {
     char name[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    DS_TRY(ds_arena_tensor(a, DS_F32, ndim, shape, dst, err));
-    if (!w) return DS_OK;
-    ds_status s = ds_weights_read(w, name, DS_F32, dst->data, (size_t)ds_tensor_nbytes(dst), ndim, shape, err);
+    DS_TRY(ds_arena_tensor(a, m->pl.dtype, ndim, shape, dst, err));
+    if (!w) {
+        if ((size_t)ds_tensor_nbytes(dst) > m->staging_bytes) m->staging_bytes = (size_t)ds_tensor_nbytes(dst);
+        return DS_OK;
+    }
+    ds_status s = ds_weights_read_placed(w, name, dst, ndim, shape, m->staging, m->staging_bytes, err);
     if (s != DS_OK) ds_err_prefix(err, "dit");
     return s;
 }
 
-#define TAKE1(dst, n0, ...) DS_TRY(take(a, w, (dst), 1, (const int64_t[]){n0}, err, __VA_ARGS__))
-#define TAKE2(dst, n0, n1, ...) DS_TRY(take(a, w, (dst), 2, (const int64_t[]){n0, n1}, err, __VA_ARGS__))
+#define TAKE1(dst, n0, ...) DS_TRY(take(m, a, w, (dst), 1, (const int64_t[]){n0}, err, __VA_ARGS__))
+#define TAKE2(dst, n0, n1, ...) DS_TRY(take(m, a, w, (dst), 2, (const int64_t[]){n0, n1}, err, __VA_ARGS__))
 
 /* Take (and with w != NULL read) every weight in a fixed order, then the position table. Run once on a
  * plan arena (w NULL) to size the weights arena, then on the real one. */
@@ -175,7 +186,7 @@ static ds_status take_weights(ds_dit *m, ds_arena *a, const ds_weights *w, ds_er
     const int64_t Pout = p * p * c->out_channels;
 
     ds_tensor conv;
-    DS_TRY(take(a, w, &conv, 4, (const int64_t[]){D, c->in_channels, p, p}, err, "pos_embed.proj.weight"));
+    DS_TRY(take(m, a, w, &conv, 4, (const int64_t[]){D, c->in_channels, p, p}, err, "pos_embed.proj.weight"));
     DS_TRY(ds_tensor_reshape(&conv, 2, (const int64_t[]){D, Cpp}, &m->patch_w, err));
     TAKE1(&m->patch_b, D, "pos_embed.proj.bias");
 
@@ -211,9 +222,8 @@ static ds_status take_weights(ds_dit *m, ds_arena *a, const ds_weights *w, ds_er
     TAKE2(&m->po2_w, Pout, D, "proj_out_2.weight");
     TAKE1(&m->po2_b, Pout, "proj_out_2.bias");
 
-    void *pt = NULL;
-    DS_TRY(ds_arena_alloc(a, (size_t)(m->max_tokens * D) * sizeof(float), 0, &pt, err));
-    m->pos_table = pt;
+    DS_TRY(ds_arena_tensor(a, m->pl.dtype, 2, (const int64_t[]){m->max_tokens, D}, &m->pos_t, err));
+    if (!w && ds_tensor_staging_bytes(&m->pos_t) > m->staging_bytes) m->staging_bytes = ds_tensor_staging_bytes(&m->pos_t);
     return DS_OK;
 }
 
@@ -272,12 +282,12 @@ typedef struct final_ws {
     ds_tensor y;   /* [B, N, p*p*Cout] */
 } final_ws;
 
-#define ATENSOR(t, nd, ...) DS_TRY(ds_arena_tensor(a, DS_F32, (nd), (const int64_t[]){__VA_ARGS__}, (t), err))
+#define ATENSOR(t, nd, ...) DS_TRY(ds_arena_tensor(a, m->pl.dtype, (nd), (const int64_t[]){__VA_ARGS__}, (t), err))
 
 static ds_status embed_ws_take(const ds_dit *m, ds_arena *a, int64_t B, int64_t N, embed_ws *ws, ds_err *err) {
     const int64_t p = m->cfg.patch_size;
     ATENSOR(&ws->patches, 3, B, N, m->cfg.in_channels * p * p);
-    ATENSOR(&ws->ts, 1, B);
+    DS_TRY(ds_arena_tensor(a, DS_F32, 1, (const int64_t[]){B}, &ws->ts, err)); /* f32 on every device */
     ATENSOR(&ws->tsin, 2, B, m->cfg.freq_dim);
     ATENSOR(&ws->t1, 2, B, m->cfg.hidden);
     return DS_OK;
@@ -293,7 +303,8 @@ static ds_status block_ws_take(const ds_dit *m, ds_arena *a, int64_t B, int64_t 
     ATENSOR(&ws->v, 3, B, N, D);
     ATENSOR(&ws->o, 3, B, N, D);
     ATENSOR(&ws->f, 3, B, N, m->cfg.ff_inner);
-    ws->scratch_bytes = ds_op_attention_scratch_bytes(N, N, m->cfg.head_dim);
+    /* the CUDA attention is tiled and needs no scratch */
+    ws->scratch_bytes = m->pl.device.kind == DS_DEVICE_CPU ? ds_op_attention_scratch_bytes(N, N, m->cfg.head_dim) : 0;
     return ds_arena_alloc(a, ws->scratch_bytes, 64, &ws->scratch, err);
 }
 
@@ -328,15 +339,23 @@ static ds_status take_activations(ds_dit *m, ds_arena *a, ds_err *err) {
  * sample_size / p and interpolation_scale 1). */
 static ds_status set_pos_grid(ds_dit *m, int64_t g, ds_err *err) {
     if (m->pos_grid == g) return DS_OK;
-    ds_tensor t = ds_tensor_f32(m->pos_table, 2, g * g, m->cfg.hidden);
+    ds_tensor t = ds_tensor_f32(m->pos_host, 2, g * g, m->cfg.hidden); /* computed on the host in fp64 */
     const double base = (double)(m->cfg.sample_size / m->cfg.patch_size);
     DS_TRY(ds_op_pos_embed_2d(&t, g, g, base, 1.0, err));
+    ds_tensor dst = ds_tensor_like(&m->pos_t, m->pos_t.data, 2, (const int64_t[]){g * g, m->cfg.hidden});
+    DS_TRY(ds_tensor_write_f32(&dst, m->pos_host, m->staging, m->staging_bytes, err));
     m->pos_grid = g;
     return DS_OK;
 }
 
 ds_status ds_dit_load(const ds_component *comp, int max_batch, int max_latent, ds_dit **out, ds_err *err) {
+    return ds_dit_load_on(comp, max_batch, max_latent, NULL, out, err);
+}
+
+ds_status ds_dit_load_on(const ds_component *comp, int max_batch, int max_latent, const ds_placement *pl, ds_dit **out,
+                         ds_err *err) {
     if (!comp || !out) return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_dit_load: NULL argument");
+    DS_TRY(ds_placement_check(pl, "dit", err));
     *out = NULL;
     if (!comp->config || !comp->weights)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_dit_load: component '%s' has no %s", comp->name ? comp->name : "?",
@@ -355,6 +374,7 @@ ds_status ds_dit_load(const ds_component *comp, int max_batch, int max_latent, d
     ds_dit *m = calloc(1, sizeof *m);
     if (!m) return DS_FAIL(err, DS_ERR_OOM, "ds_dit_load: out of memory");
     m->cfg = cfg;
+    m->pl = ds_placement_or_cpu(pl);
     m->max_batch = max_batch;
     m->max_latent = max_latent;
     const int64_t g = max_latent / cfg.patch_size;
@@ -370,9 +390,22 @@ ds_status ds_dit_load(const ds_component *comp, int max_batch, int max_latent, d
     ds_arena plan;
     ds_arena_init_plan(&plan, DS_ARENA_WEIGHTS, "dit weights (plan)");
     if ((s = take_weights(m, &plan, NULL, err)) != DS_OK) goto fail;
-    if ((s = ds_arena_init_host(&m->warena, plan.high_water, DS_ARENA_WEIGHTS, "dit weights", err)) != DS_OK)
+    if ((s = ds_arena_init_device(&m->warena, plan.high_water, m->pl.device, DS_ARENA_WEIGHTS, "dit weights", err)) !=
+        DS_OK)
         goto fail;
+    if (m->pl.device.kind == DS_DEVICE_CPU) {
+        m->staging_bytes = 0; /* weights are read in place */
+    } else if (!(m->staging = malloc(m->staging_bytes ? m->staging_bytes : 1))) {
+        s = DS_FAIL(err, DS_ERR_OOM, "ds_dit_load: cannot allocate %zu bytes of staging", m->staging_bytes);
+        goto fail;
+    }
     if ((s = take_weights(m, &m->warena, comp->weights, err)) != DS_OK) goto fail;
+    if (m->pl.device.kind == DS_DEVICE_CPU) {
+        m->pos_host = m->pos_t.data;
+    } else if (!(m->pos_host = malloc((size_t)(m->max_tokens * cfg.hidden) * sizeof(float)))) {
+        s = DS_FAIL(err, DS_ERR_OOM, "ds_dit_load: out of memory for the position table");
+        goto fail;
+    }
     if ((s = check_embedder_copies(m, comp->weights, err)) != DS_OK) goto fail;
     m->pos_grid = -1; /* the table of the trained size now if it fits, else on first use */
     if (cfg.sample_size <= max_latent && (s = set_pos_grid(m, cfg.sample_size / cfg.patch_size, err)) != DS_OK)
@@ -381,7 +414,8 @@ ds_status ds_dit_load(const ds_component *comp, int max_batch, int max_latent, d
     /* Activations: plan, allocate. */
     ds_arena_init_plan(&plan, DS_ARENA_ACTIVATIONS, "dit activations (plan)");
     if ((s = take_activations(m, &plan, err)) != DS_OK) goto fail;
-    if ((s = ds_arena_init_host(&m->act, plan.high_water, DS_ARENA_ACTIVATIONS, "dit activations", err)) != DS_OK)
+    if ((s = ds_arena_init_device(&m->act, plan.high_water, m->pl.device, DS_ARENA_ACTIVATIONS, "dit activations",
+                                  err)) != DS_OK)
         goto fail;
     if ((s = take_activations(m, &m->act, err)) != DS_OK) goto fail;
     *out = m;
@@ -395,11 +429,14 @@ void ds_dit_free(ds_dit *m) {
     if (!m) return;
     ds_arena_free(&m->warena);
     ds_arena_free(&m->act);
+    if (m->pl.device.kind != DS_DEVICE_CPU) free(m->pos_host);
+    free(m->staging);
     free(m->blocks);
     free(m);
 }
 
 const ds_dit_config *ds_dit_get_config(const ds_dit *m) { return m ? &m->cfg : NULL; }
+ds_placement ds_dit_placement(const ds_dit *m) { return m ? m->pl : ds_placement_cpu(); }
 int ds_dit_max_batch(const ds_dit *m) { return m ? m->max_batch : 0; }
 int ds_dit_max_latent(const ds_dit *m) { return m ? m->max_latent : 0; }
 int ds_dit_block_count(const ds_dit *m) { return m ? (int)m->cfg.num_layers : 0; }
@@ -414,9 +451,10 @@ int64_t ds_dit_tokens(const ds_dit *m, int64_t latent) {
 
 /* ---- argument checks --------------------------------------------------------------------------------- */
 
-static ds_status check_shape(const ds_tensor *t, int ndim, const int64_t *shape, const char *fn, const char *what,
+static ds_status check_shape(const ds_dit *m, const ds_tensor *t, int ndim, const int64_t *shape, const char *fn,
+                             const char *what,
                              ds_err *err) {
-    ds_status s = ds_tensor_check_f32(t, ndim, what, err);
+    ds_status s = ds_tensor_check_placed(t, ndim, m->pl.device, m->pl.dtype, what, err);
     if (s != DS_OK) {
         ds_err_prefix(err, "%s", fn);
         return s;
@@ -443,8 +481,8 @@ static ds_status check_batch(const ds_dit *m, int64_t B, const char *fn, ds_err 
  * *grid receives sqrt(N). */
 static ds_status check_state(const ds_dit *m, const ds_tensor *hidden, const ds_tensor *cond, const char *fn,
                              int64_t *grid, ds_err *err) {
-    ds_status s = ds_tensor_check_f32(hidden, 3, "hidden", err);
-    if (s == DS_OK) s = ds_tensor_check_f32(cond, 2, "cond", err);
+    ds_status s = ds_tensor_check_placed(hidden, 3, m->pl.device, m->pl.dtype, "hidden", err);
+    if (s == DS_OK) s = ds_tensor_check_placed(cond, 2, m->pl.device, m->pl.dtype, "cond", err);
     if (s != DS_OK) {
         ds_err_prefix(err, "%s", fn);
         return s;
@@ -456,8 +494,8 @@ static ds_status check_state(const ds_dit *m, const ds_tensor *hidden, const ds_
         return DS_FAIL(err, DS_ERR_INVALID_ARG,
                        "%s: hidden has %lld tokens; expected a square number of at most %lld (max_latent %d)", fn,
                        (long long)N, (long long)m->max_tokens, m->max_latent);
-    DS_TRY(check_shape(hidden, 3, (const int64_t[]){B, N, D}, fn, "hidden", err));
-    DS_TRY(check_shape(cond, 2, (const int64_t[]){B, D}, fn, "cond", err));
+    DS_TRY(check_shape(m, hidden, 3, (const int64_t[]){B, N, D}, fn, "hidden", err));
+    DS_TRY(check_shape(m, cond, 2, (const int64_t[]){B, D}, fn, "cond", err));
     *grid = g;
     return DS_OK;
 }
@@ -466,7 +504,7 @@ static ds_status check_state(const ds_dit *m, const ds_tensor *hidden, const ds_
 static ds_tensor chunk(const ds_tensor *mod, int64_t k, int64_t D) {
     ds_tensor t = *mod;
     t.shape[1] = D;
-    t.data = (float *)mod->data + k * D;
+    t.data = ds_tensor_elem_ptr(mod, k * D);
     return t;
 }
 
@@ -478,7 +516,7 @@ ds_status ds_dit_embed(ds_dit *m, const ds_tensor *x, const float *timesteps, co
     if (!m || !x || !timesteps || !class_labels || !hidden || !cond)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: NULL argument", fn);
     const ds_dit_config *c = &m->cfg;
-    ds_status s = ds_tensor_check_f32(x, 4, "x", err);
+    ds_status s = ds_tensor_check_placed(x, 4, m->pl.device, m->pl.dtype, "x", err);
     if (s != DS_OK) {
         ds_err_prefix(err, "%s", fn);
         return s;
@@ -490,10 +528,10 @@ ds_status ds_dit_embed(ds_dit *m, const ds_tensor *x, const float *timesteps, co
                        "%s: latent %lld x %lld is not supported: it must be square, a multiple of patch_size %lld, "
                        "and at most max_latent %d",
                        fn, (long long)S, (long long)x->shape[3], (long long)p, m->max_latent);
-    DS_TRY(check_shape(x, 4, (const int64_t[]){B, c->in_channels, S, S}, fn, "x", err));
+    DS_TRY(check_shape(m, x, 4, (const int64_t[]){B, c->in_channels, S, S}, fn, "x", err));
     const int64_t g = S / p, N = g * g;
-    DS_TRY(check_shape(hidden, 3, (const int64_t[]){B, N, D}, fn, "hidden", err));
-    DS_TRY(check_shape(cond, 2, (const int64_t[]){B, D}, fn, "cond", err));
+    DS_TRY(check_shape(m, hidden, 3, (const int64_t[]){B, N, D}, fn, "hidden", err));
+    DS_TRY(check_shape(m, cond, 2, (const int64_t[]){B, D}, fn, "cond", err));
     for (int64_t b = 0; b < B; b++) {
         if (class_labels[b] < 0 || class_labels[b] > c->num_classes)
             return DS_FAIL(err, DS_ERR_INVALID_ARG,
@@ -513,21 +551,22 @@ ds_status ds_dit_embed(ds_dit *m, const ds_tensor *x, const float *timesteps, co
     /* hidden = patchify(x) · Wᵀ + b + PE */
     if ((s = ds_op_patchify(&ws.patches, x, p, err)) != DS_OK) goto out;
     if ((s = ds_op_linear(hidden, &ws.patches, &m->patch_w, &m->patch_b, err)) != DS_OK) goto out;
-    ds_tensor pe = ds_tensor_f32(m->pos_table, 2, N, D);
+    ds_tensor pe = ds_tensor_like(&m->pos_t, m->pos_t.data, 2, (const int64_t[]){N, D});
     for (int64_t b = 0; b < B; b++) {
-        ds_tensor hb = ds_tensor_f32((float *)hidden->data + b * N * D, 2, N, D);
+        ds_tensor hb = ds_tensor_like(hidden, ds_tensor_elem_ptr(hidden, b * N * D), 2, (const int64_t[]){N, D});
         if ((s = ds_op_add(&hb, &hb, &pe, err)) != DS_OK) goto out;
     }
 
     /* cond = linear_2(silu(linear_1(sinusoid(t)))) + table[y] */
-    memcpy(ws.ts.data, timesteps, (size_t)B * sizeof(float));
+    if ((s = ds_tensor_write_f32(&ws.ts, timesteps, NULL, 0, err)) != DS_OK) goto out; /* [B] f32 */
     if ((s = ds_op_timestep_embedding(&ws.tsin, &ws.ts, 1, DIT_T_SHIFT, 1.0f, 10000.0f, err)) != DS_OK) goto out;
     if ((s = ds_op_linear(&ws.t1, &ws.tsin, &m->t1_w, &m->t1_b, err)) != DS_OK) goto out;
     if ((s = ds_op_silu(&ws.t1, &ws.t1, err)) != DS_OK) goto out;
     if ((s = ds_op_linear(cond, &ws.t1, &m->t2_w, &m->t2_b, err)) != DS_OK) goto out;
     for (int64_t b = 0; b < B; b++) {
-        ds_tensor cb = ds_tensor_f32((float *)cond->data + b * D, 1, D);
-        ds_tensor row = ds_tensor_f32((float *)m->class_table.data + (int64_t)class_labels[b] * D, 1, D);
+        ds_tensor cb = ds_tensor_like(cond, ds_tensor_elem_ptr(cond, b * D), 1, (const int64_t[]){D});
+        ds_tensor row = ds_tensor_like(&m->class_table, ds_tensor_elem_ptr(&m->class_table, class_labels[b] * D), 1,
+                                       (const int64_t[]){D});
         if ((s = ds_op_add(&cb, &cb, &row, err)) != DS_OK) goto out;
     }
 out:
@@ -563,8 +602,7 @@ ds_status ds_dit_block_forward(ds_dit *m, int i, ds_tensor *hidden, const ds_ten
     if ((s = ds_op_linear(&ws.mod, &ws.sc, &w->ada_w, &w->ada_b, err)) != DS_OK) goto out;
 
     /* attention branch: h += gate_msa * to_out(attn(LN(h) * (1 + scale_msa) + shift_msa)) */
-    if ((s = ds_op_layernorm(&ws.a, hidden, NULL, NULL, DIT_LN_EPS, err)) != DS_OK) goto out;
-    if ((s = ds_op_modulate(&ws.a, &ws.a, &scale_msa, &shift_msa, err)) != DS_OK) goto out;
+    if ((s = ds_op_layernorm_modulate(&ws.a, hidden, &scale_msa, &shift_msa, DIT_LN_EPS, err)) != DS_OK) goto out;
     if ((s = ds_op_linear(&ws.q, &ws.a, &w->q_w, qb, err)) != DS_OK) goto out;
     if ((s = ds_op_linear(&ws.k, &ws.a, &w->k_w, kb, err)) != DS_OK) goto out;
     if ((s = ds_op_linear(&ws.v, &ws.a, &w->v_w, vb, err)) != DS_OK) goto out;
@@ -578,8 +616,7 @@ ds_status ds_dit_block_forward(ds_dit *m, int i, ds_tensor *hidden, const ds_ten
     if ((s = ds_op_gate_add(hidden, hidden, &ws.a, &gate_msa, err)) != DS_OK) goto out;
 
     /* MLP branch: h += gate_mlp * ff(LN(h; norm_eps) * (1 + scale_mlp) + shift_mlp) */
-    if ((s = ds_op_layernorm(&ws.a, hidden, NULL, NULL, c->norm_eps, err)) != DS_OK) goto out;
-    if ((s = ds_op_modulate(&ws.a, &ws.a, &scale_mlp, &shift_mlp, err)) != DS_OK) goto out;
+    if ((s = ds_op_layernorm_modulate(&ws.a, hidden, &scale_mlp, &shift_mlp, c->norm_eps, err)) != DS_OK) goto out;
     if ((s = ds_op_linear(&ws.f, &ws.a, &w->ff1_w, &w->ff1_b, err)) != DS_OK) goto out;
     if ((s = ds_op_gelu(&ws.f, &ws.f, c->gelu, err)) != DS_OK) goto out;
     if ((s = ds_op_linear(&ws.o, &ws.f, &w->ff2_w, &w->ff2_b, err)) != DS_OK) goto out;
@@ -597,7 +634,7 @@ ds_status ds_dit_final(ds_dit *m, const ds_tensor *hidden, const ds_tensor *cond
     DS_TRY(check_state(m, hidden, cond, fn, &g, err));
     const ds_dit_config *c = &m->cfg;
     const int64_t B = hidden->shape[0], N = hidden->shape[1], D = c->hidden, p = c->patch_size;
-    DS_TRY(check_shape(out, 4, (const int64_t[]){B, c->out_channels, g * p, g * p}, fn, "out", err));
+    DS_TRY(check_shape(m, out, 4, (const int64_t[]){B, c->out_channels, g * p, g * p}, fn, "out", err));
 
     ds_arena *a = &m->act;
     const size_t mark = ds_arena_mark(a);
@@ -607,8 +644,7 @@ ds_status ds_dit_final(ds_dit *m, const ds_tensor *hidden, const ds_tensor *cond
     const ds_tensor shift = chunk(&ws.mod, 0, D), scale = chunk(&ws.mod, 1, D);
     if ((s = ds_op_silu(&ws.sc, cond, err)) != DS_OK) goto out;
     if ((s = ds_op_linear(&ws.mod, &ws.sc, &m->po1_w, &m->po1_b, err)) != DS_OK) goto out;
-    if ((s = ds_op_layernorm(&ws.a, hidden, NULL, NULL, DIT_LN_EPS, err)) != DS_OK) goto out;
-    if ((s = ds_op_modulate(&ws.a, &ws.a, &scale, &shift, err)) != DS_OK) goto out;
+    if ((s = ds_op_layernorm_modulate(&ws.a, hidden, &scale, &shift, DIT_LN_EPS, err)) != DS_OK) goto out;
     if ((s = ds_op_linear(&ws.y, &ws.a, &m->po2_w, &m->po2_b, err)) != DS_OK) goto out;
     s = ds_op_unpatchify(out, &ws.y, p, err);
 out:
@@ -621,7 +657,7 @@ ds_status ds_dit_forward(ds_dit *m, const ds_tensor *x, const float *timesteps, 
                          ds_tensor *out, ds_err *err) {
     static const char fn[] = "ds_dit_forward";
     if (!m || !x || !out) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: NULL argument", fn);
-    ds_status s = ds_tensor_check_f32(x, 4, "x", err);
+    ds_status s = ds_tensor_check_placed(x, 4, m->pl.device, m->pl.dtype, "x", err);
     if (s != DS_OK) {
         ds_err_prefix(err, "%s", fn);
         return s;
@@ -633,11 +669,11 @@ ds_status ds_dit_forward(ds_dit *m, const ds_tensor *x, const float *timesteps, 
                        "%s: latent %lld x %lld is not supported: it must be square, a multiple of patch_size %lld, "
                        "and at most max_latent %d",
                        fn, (long long)S, (long long)x->shape[3], (long long)p, m->max_latent);
-    DS_TRY(check_shape(out, 4, (const int64_t[]){B, m->cfg.out_channels, S, S}, fn, "out", err));
+    DS_TRY(check_shape(m, out, 4, (const int64_t[]){B, m->cfg.out_channels, S, S}, fn, "out", err));
     if (out->data == x->data) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out aliases x", fn);
     const int64_t N = (S / p) * (S / p);
-    ds_tensor h = ds_tensor_f32(m->h_buf.data, 3, B, N, D); /* [B, N, D] */
-    ds_tensor c = ds_tensor_f32(m->c_buf.data, 2, B, D);    /* [B, D] */
+    ds_tensor h = ds_tensor_like(&m->h_buf, m->h_buf.data, 3, (const int64_t[]){B, N, D}); /* [B, N, D] */
+    ds_tensor c = ds_tensor_like(&m->c_buf, m->c_buf.data, 2, (const int64_t[]){B, D});    /* [B, D] */
     DS_TRY(ds_dit_embed(m, x, timesteps, class_labels, &h, &c, err));
     for (int i = 0; i < (int)m->cfg.num_layers; i++) DS_TRY(ds_dit_block_forward(m, i, &h, &c, err));
     return ds_dit_final(m, &h, &c, out, err);

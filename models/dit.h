@@ -36,6 +36,7 @@
 
 #include "diffusers_dir.h"
 #include "ops.h"
+#include "placement.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -82,6 +83,18 @@ ds_status ds_dit_config_parse(const ds_config *cfg, ds_dit_config *out, ds_err *
  * wrong shape, named with both shapes); DS_ERR_UNSUPPORTED (a tensor in a non-float dtype, or a
  * per-block embedder copy that differs from block 0's); DS_ERR_OOM. */
 ds_status ds_dit_load(const ds_component *comp, int max_batch, int max_latent, ds_dit **out, ds_err *err);
+
+/* ds_dit_load on a placement (NULL = CPU f32): weights converted to pl->dtype and uploaded to
+ * pl->device, activations in an arena there. Every tensor argument of the forward functions below must
+ * then live on that device in that dtype (x, hidden, cond, out); timesteps and class_labels stay host
+ * arrays. On CUDA the calling thread must have a bound context (ds_cuda_ctx_bind) during load and calls.
+ * Extra errors: DS_ERR_UNSUPPORTED (a CPU placement other than f32, CUDA on a build without it),
+ * DS_ERR_OOM naming the device arena that did not fit, DS_ERR_DEVICE. */
+ds_status ds_dit_load_on(const ds_component *comp, int max_batch, int max_latent, const ds_placement *pl, ds_dit **out,
+                         ds_err *err);
+
+/* The placement the model was loaded on. */
+ds_placement ds_dit_placement(const ds_dit *m);
 
 /* Free a model (NULL allowed). */
 void ds_dit_free(ds_dit *m);

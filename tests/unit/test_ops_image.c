@@ -628,7 +628,7 @@ Test(ops_image, bad_shapes_rope) {
     expect_err(ds_op_rope(&x2, &xb, &c3, &s3, &err), DS_ERR_UNSUPPORTED, &err, "x", "rope bf16");
     ds_tensor xg = x2;
     xg.device.kind = DS_DEVICE_CUDA;
-    expect_err(ds_op_rope(&x2, &xg, &c3, &s3, &err), DS_ERR_UNSUPPORTED, &err, "CPU", "rope cuda");
+    expect_err(ds_op_rope(&x2, &xg, &c3, &s3, &err), DS_ERR_UNSUPPORTED, &err, "CUDA", "rope cuda");
 }
 
 Test(ops_image, bad_shapes_embeddings) {
