@@ -10,6 +10,7 @@
 
 #include "api_error.h"
 #include "log.h"
+#include "playground.h"
 #include "response.h"
 
 struct ds_api {
@@ -158,6 +159,22 @@ static void h_health(ds_api *a, ds_api_response *r) {
     set_body(r, h == DS_HEALTH_READY ? 200 : 503, "application/json", cJSON_PrintUnformatted(o));
     cJSON_Delete(o);
     if (h != DS_HEALTH_READY) retry_after(a, r);
+}
+
+/* The page is public (it holds no data: the key is typed into it and sent with its API calls); the CSP keeps
+ * it to inline code and this origin, so a page that loads anything from elsewhere fails loudly. */
+static void h_playground(ds_api_response *r) {
+    size_t n;
+    const char *page = ds_playground_page(&n);
+    char *b = malloc(n + 1);
+    if (b) memcpy(b, page, n + 1);
+    set_body(r, 200, "text/html; charset=utf-8", b);
+    if (r->status != 200) return;
+    ds_api_add_header(r, "Cache-Control", "no-cache");
+    ds_api_add_header(r, "Content-Security-Policy",
+                      "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
+                      "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    ds_api_add_header(r, "Referrer-Policy", "no-referrer");
 }
 
 static void h_models(ds_api *a, ds_api_response *r) {
@@ -564,6 +581,15 @@ static void dispatch(ds_api *a, const ds_api_request *q, ds_api_response *r) {
             return;
         }
         h_health(a, r);
+        return;
+    }
+    if (!strcmp(p, "/")) {
+        r->route = "/";
+        if (!get) {
+            method_not_allowed(r, "GET");
+            return;
+        }
+        h_playground(r);
         return;
     }
     if (!ds_api_authorized(a, q->authorization)) {

@@ -3,6 +3,7 @@
  * server/http.c adapts libmicrohttpd to this; tests can call it directly.
  *
  * Routes (docs/api.md has every field, default, limit and error):
+ *   GET    /                            the web playground, a static HTML page (no auth; api/playground.h)
  *   GET    /health                      200 ready | 503 loading, warming up, failed, shutting down (no auth)
  *   GET    /v1/models                   resident models
  *   POST   /v1/generate                 sync (200 with the result) or async (202 with the job)
@@ -13,7 +14,7 @@
  *   GET    /v1/images/{id}/{k}.png      image k (from 0) of a done job
  *   POST   /v1/images/generations       the OpenAI Images API with ditserve's extras
  * Every error body is {"error": {"message", "type", "param", "code"}}. With an API key every route but
- * /health needs "Authorization: Bearer KEY" (compared in constant time). */
+ * / and /health needs "Authorization: Bearer KEY" (compared in constant time). */
 #ifndef DS_ROUTES_H
 #define DS_ROUTES_H
 

@@ -9,12 +9,13 @@
 #include <time.h>
 
 #include "log.h"
+#include "cache_vec.h"
 #include "taylorseer.h"
 
 typedef struct branch_state {
-    float  *fn_ref;             /* Fn residual of the last computed step [hidden_numel] */
+    ds_tensor fn_ref;           /* Fn residual of the last computed step [hidden_numel] (on the state's device) */
     bool    has_fn_ref;
-    float  *mid_h, *mid_e;      /* middle residuals (no calibrator) or calibrator scratch */
+    ds_tensor mid_h, mid_e;     /* middle residuals (no calibrator) or calibrator scratch */
     bool    has_mid_h, has_mid_e;
     ds_taylorseer ts_h, ts_e;   /* calibrators (when enabled) */
     int    *cached;             /* cached step indices */
@@ -49,7 +50,9 @@ struct ds_cache {
     ds_block_request req;
     bool     begun;
     int64_t  cap_h, cap_e, cap_steps; /* allocated sizes */
-    float   *snap_h, *snap_e, *tmp_r;
+    ds_device cap_device;              /* device and dtype of the allocated vectors */
+    ds_dtype  cap_dtype;
+    ds_tensor snap_h, snap_e, tmp_r;   /* vectors (cache_vec.h) */
     double  *step_ms;
     double   t_last;
 };
@@ -63,9 +66,9 @@ static double now_ms(void) {
 /* ---- buffers ------------------------------------------------------------------------------------------ */
 
 static void branch_free(branch_state *b) {
-    free(b->fn_ref);
-    free(b->mid_h);
-    free(b->mid_e);
+    ds_cvec_free(&b->fn_ref);
+    ds_cvec_free(&b->mid_h);
+    ds_cvec_free(&b->mid_e);
     ds_taylorseer_free(&b->ts_h);
     ds_taylorseer_free(&b->ts_e);
     free(b->cached);
@@ -77,47 +80,49 @@ static void branch_free(branch_state *b) {
 static void free_buffers(ds_cache *c) {
     for (int l = 0; l < DS_CACHE_MAX_LISTS; l++)
         for (int b = 0; b < 2; b++) branch_free(&c->ctx[l].br[b]);
-    free(c->snap_h);
-    free(c->snap_e);
-    free(c->tmp_r);
+    ds_cvec_free(&c->snap_h);
+    ds_cvec_free(&c->snap_e);
+    ds_cvec_free(&c->tmp_r);
     free(c->step_ms);
-    c->snap_h = c->snap_e = c->tmp_r = NULL;
     c->step_ms = NULL;
     c->cap_h = c->cap_e = c->cap_steps = 0;
 }
 
-static ds_status alloc_f(float **p, int64_t n, ds_err *err) {
-    *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!*p) return DS_FAIL(err, DS_ERR_OOM, "cache: cannot allocate %lld floats", (long long)n);
-    return DS_OK;
-}
-
-/* (Re)allocate for a request needing nh / ne floats per stream and ns steps (calls). Buffers that are
- * already large enough are kept (they are reused across requests). */
-static ds_status ensure_buffers(ds_cache *c, int64_t nh, int64_t ne, int64_t ns, ds_err *err) {
-    if (nh <= c->cap_h && ne <= c->cap_e && ns <= c->cap_steps && c->tmp_r) return DS_OK;
+/* (Re)allocate for a request needing nh / ne elements per stream and ns steps (calls), on the request's
+ * device and dtype. Buffers that are already large enough (and on the same device, of the same dtype) are
+ * kept: they are reused across requests. */
+static ds_status ensure_buffers(ds_cache *c, const ds_block_request *req, int64_t ns, ds_err *err) {
+    const int64_t nh = req->hidden_numel, ne = req->encoder_numel;
+    const ds_device dev = req->device;
+    const ds_dtype dt = dev.kind == DS_DEVICE_CPU ? DS_F32 : req->dtype;
+    if (nh <= c->cap_h && ne <= c->cap_e && ns <= c->cap_steps && c->tmp_r.data && dev.kind == c->cap_device.kind &&
+        dev.index == c->cap_device.index && dt == c->cap_dtype)
+        return DS_OK;
     free_buffers(c);
-    DS_TRY(alloc_f(&c->snap_h, nh, err));
-    DS_TRY(alloc_f(&c->tmp_r, nh, err));
-    DS_TRY(alloc_f(&c->snap_e, ne, err));
+    DS_TRY(ds_cvec_alloc(&c->snap_h, nh, dev, dt, err));
+    DS_TRY(ds_cvec_alloc(&c->tmp_r, nh, dev, dt, err));
+    DS_TRY(ds_cvec_alloc(&c->snap_e, ne, dev, dt, err));
     c->step_ms = calloc((size_t)ns + 1, sizeof(double));
     if (!c->step_ms) return DS_FAIL(err, DS_ERR_OOM, "cache: out of memory");
     for (int l = 0; l < DS_CACHE_MAX_LISTS; l++)
         for (int b = 0; b < 2; b++) {
             branch_state *br = &c->ctx[l].br[b];
-            DS_TRY(alloc_f(&br->fn_ref, nh, err));
-            DS_TRY(alloc_f(&br->mid_h, nh, err));
-            DS_TRY(alloc_f(&br->mid_e, ne, err));
+            DS_TRY(ds_cvec_alloc(&br->fn_ref, nh, dev, dt, err));
+            DS_TRY(ds_cvec_alloc(&br->mid_h, nh, dev, dt, err));
+            DS_TRY(ds_cvec_alloc(&br->mid_e, ne, dev, dt, err));
             br->cached = malloc((size_t)(ns + 1) * sizeof(int));
             br->diff_steps = malloc((size_t)(ns + 1) * sizeof(int));
             br->diffs = malloc((size_t)(ns + 1) * sizeof(double));
             if (!br->cached || !br->diff_steps || !br->diffs) return DS_FAIL(err, DS_ERR_OOM, "cache: out of memory");
-            if (c->use_ts_h) DS_TRY(ds_taylorseer_init(&br->ts_h, c->cfg.taylorseer_order, nh, err));
-            if (c->use_ts_e && ne > 0) DS_TRY(ds_taylorseer_init(&br->ts_e, c->cfg.taylorseer_order, ne, err));
+            if (c->use_ts_h) DS_TRY(ds_taylorseer_init(&br->ts_h, c->cfg.taylorseer_order, nh, dev, dt, err));
+            if (c->use_ts_e && ne > 0)
+                DS_TRY(ds_taylorseer_init(&br->ts_e, c->cfg.taylorseer_order, ne, dev, dt, err));
         }
     c->cap_h = nh;
     c->cap_e = ne;
     c->cap_steps = ns;
+    c->cap_device = dev;
+    c->cap_dtype = dt;
     return DS_OK;
 }
 
@@ -171,7 +176,7 @@ static ds_status cache_begin(void *vc, const ds_block_request *req, ds_err *err)
         if (lead < c->warmup_end) c->warmup_end = lead;
     }
     const int64_t ns = (int64_t)req->steps * req->calls_per_step;
-    DS_TRY(ensure_buffers(c, req->hidden_numel, req->encoder_numel, ns, err));
+    DS_TRY(ensure_buffers(c, req, ns, err));
     c->req = *req;
     c->n_ctx = req->n_lists;
     for (int l = 0; l < c->n_ctx; l++) {
@@ -228,45 +233,41 @@ static bool branch_has_diff(const branch_state *br, int step, double *diff) {
     return false;
 }
 
-/* cache-dit's relative L1: mean|prev - cur| / mean|prev| over all elements, the two means in fp32
- * (accumulated in double, rounded to fp32 as torch's fp32 mean is), their ratio in fp32, then .item(). */
-static double rel_l1(const float *prev, const float *cur, int64_t n) {
-    double sd = 0.0, sp = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        sd += fabs((double)(prev[i] - cur[i]));
-        sp += fabs((double)prev[i]);
-    }
-    const float md = (float)(sd / (double)n), mp = (float)(sp / (double)n);
-    return (double)(md / mp);
-}
-
-/* can_cache for branch br at step (cache-dit order). Records the diff where cache-dit records it. */
-static bool can_cache(ds_cache *c, cache_ctx *x, int bi, int step, const float *r, int64_t nh) {
+/* can_cache for branch br at step (cache-dit order) into *out. Records the diff where cache-dit records it
+ * (the relative L1 of cache_vec.h: one reduction on the state's device). */
+static ds_status can_cache(ds_cache *c, cache_ctx *x, int bi, int step, const ds_tensor *r, int64_t nh, bool *out,
+                           ds_err *err) {
+    *out = false;
     const ds_cache_config *g = &c->cfg;
     branch_state *br = &x->br[bi];
-    if (step < c->warmup_end && step % g->warmup_interval == 0) return false;
+    if (step < c->warmup_end && step % g->warmup_interval == 0) return DS_OK;
     if (c->has_mask) {
-        if (step < c->mask_len && c->mask[step] == 1) return false;
-        if (g->steps_computation_policy == DS_SCM_STATIC) return true;
+        if (step < c->mask_len && c->mask[step] == 1) return DS_OK;
+        if (g->steps_computation_policy == DS_SCM_STATIC) {
+            *out = true;
+            return DS_OK;
+        }
     }
-    if (g->max_cached_steps >= 0 && br->n_cached >= g->max_cached_steps) return false;
+    if (g->max_cached_steps >= 0 && br->n_cached >= g->max_cached_steps) return DS_OK;
     int cont = br->continuous;
     if (br->n_cached && br->cached[br->n_cached - 1] == step) cont--;
-    if (g->max_continuous_cached_steps >= 0 && cont >= g->max_continuous_cached_steps) return false;
+    if (g->max_continuous_cached_steps >= 0 && cont >= g->max_continuous_cached_steps) return DS_OK;
     if (g->max_accumulated_residual_diff_threshold > 0.0 && br->acc_diff >= g->max_accumulated_residual_diff_threshold)
-        return false;
+        return DS_OK;
     const double thr = g->residual_diff_threshold;
-    if (thr <= 0.0) return false;
-    if (!br->has_fn_ref) return false;
+    if (thr <= 0.0) return DS_OK;
+    if (!br->has_fn_ref) return DS_OK;
     if (thr >= 1.0) {
         record_diff(br, step, -1.0);
-        return true;
+        *out = true;
+        return DS_OK;
     }
     double diff;
     if (!(c->separate_cfg && bi == 1 && !g->cfg_diff_compute_separate && branch_has_diff(&x->br[0], step, &diff)))
-        diff = rel_l1(br->fn_ref, r, nh);
+        DS_TRY(ds_cvec_rel_l1(&br->fn_ref, r, nh, &diff, err));
     record_diff(br, step, diff);
-    return diff < thr;
+    *out = diff < thr;
+    return DS_OK;
 }
 
 static ds_status run_list(ds_cache *c, cache_ctx *x, const ds_block_list *L, ds_block_state *st, ds_err *err) {
@@ -280,20 +281,20 @@ static ds_status run_list(ds_cache *c, cache_ctx *x, const ds_block_list *L, ds_
         return run_blocks(L, 0, N, st, err);
     }
     const int F = x->F, B = x->B, mid_end = N - B;
-    float *h = st->hidden.data;
+    ds_tensor *h = &st->hidden; /* [B, N, D] as a vector of nh */
     const int64_t nh = ds_tensor_numel(&st->hidden);
     const bool enc = L->io == DS_BLOCK_IO_HIDDEN_ENCODER && st->encoder.data != NULL;
-    float *e = enc ? st->encoder.data : NULL;
+    ds_tensor *e = enc ? &st->encoder : NULL;
     const int64_t ne = enc ? ds_tensor_numel(&st->encoder) : 0;
     if (nh > c->cap_h || ne > c->cap_e)
         return DS_FAIL(err, DS_ERR_INTERNAL, "cache: %s state (%lld, %lld floats) exceeds what begin() sized", x->name,
                        (long long)nh, (long long)ne);
 
     /* Fn, and the Fn residual on a copy of the input */
-    memcpy(c->snap_h, h, (size_t)nh * sizeof(float));
+    DS_TRY(ds_cvec_copy(&c->snap_h, h, nh, err));
     DS_TRY(run_blocks(L, 0, F, st, err));
-    float *r = c->tmp_r;
-    for (int64_t i = 0; i < nh; i++) r[i] = h[i] - c->snap_h[i];
+    ds_tensor r = c->tmp_r;
+    DS_TRY(ds_cvec_sub(&r, h, &c->snap_h, nh, err));
 
     /* mark_step_begin */
     x->tx_steps++;
@@ -314,7 +315,8 @@ static ds_status run_list(ds_cache *c, cache_ctx *x, const ds_block_list *L, ds_
     const bool ts_h = c->use_ts_h, ts_e = c->use_ts_e && enc;
     const bool hidden_res = !ts_h || g->taylorseer_cache_type == DS_CALIB_RESIDUAL;
     const bool enc_res = !ts_e || g->taylorseer_cache_type == DS_CALIB_RESIDUAL;
-    bool cache = can_cache(c, x, bi, step, r, nh);
+    bool cache;
+    DS_TRY(can_cache(c, x, bi, step, &r, nh, &cache, err));
     /* A static-mask step before anything was computed has nothing to reuse (cache-dit fails an assertion
      * there): compute it. */
     if (cache && !(ts_h ? br->ts_h.created : br->has_mid_h)) cache = false;
@@ -322,19 +324,16 @@ static ds_status run_list(ds_cache *c, cache_ctx *x, const ds_block_list *L, ds_
     if (cache) {
         br->cached[br->n_cached++] = step;
         br->continuous++;
-        const float *add_h = br->mid_h;
-        if (ts_h) ds_taylorseer_approximate(&br->ts_h, br->mid_h);
-        if (hidden_res)
-            for (int64_t i = 0; i < nh; i++) h[i] = add_h[i] + h[i];
-        else
-            memcpy(h, add_h, (size_t)nh * sizeof(float));
+        bool have = true;
+        if (ts_h) DS_TRY(ds_taylorseer_approximate(&br->ts_h, &br->mid_h, &have, err));
+        if (hidden_res) DS_TRY(ds_cvec_add(h, &br->mid_h, h, nh, err));
+        else DS_TRY(ds_cvec_copy(h, &br->mid_h, nh, err));
         if (enc) {
-            bool have = ts_e ? ds_taylorseer_approximate(&br->ts_e, br->mid_e) : br->has_mid_e;
+            have = br->has_mid_e;
+            if (ts_e) DS_TRY(ds_taylorseer_approximate(&br->ts_e, &br->mid_e, &have, err));
             if (have) {
-                if (enc_res)
-                    for (int64_t i = 0; i < ne; i++) e[i] = br->mid_e[i] + e[i];
-                else
-                    memcpy(e, br->mid_e, (size_t)ne * sizeof(float));
+                if (enc_res) DS_TRY(ds_cvec_add(e, &br->mid_e, e, ne, err));
+                else DS_TRY(ds_cvec_copy(e, &br->mid_e, ne, err));
             }
         }
         DS_TRY(run_blocks(L, mid_end, N, st, err));
@@ -346,28 +345,30 @@ static ds_status run_list(ds_cache *c, cache_ctx *x, const ds_block_list *L, ds_
     c->tmp_r = br->fn_ref;
     br->fn_ref = r;
     br->has_fn_ref = true;
-    memcpy(c->snap_h, h, (size_t)nh * sizeof(float));
-    if (enc) memcpy(c->snap_e, e, (size_t)ne * sizeof(float));
+    DS_TRY(ds_cvec_copy(&c->snap_h, h, nh, err));
+    if (enc) DS_TRY(ds_cvec_copy(&c->snap_e, e, ne, err));
     DS_TRY(run_blocks(L, F, mid_end, st, err));
     if (ts_h) {
         if (hidden_res) {
-            for (int64_t i = 0; i < nh; i++) br->mid_h[i] = h[i] - c->snap_h[i];
-            ds_taylorseer_update(&br->ts_h, br->mid_h);
-        } else
-            ds_taylorseer_update(&br->ts_h, h);
+            DS_TRY(ds_cvec_sub(&br->mid_h, h, &c->snap_h, nh, err));
+            DS_TRY(ds_taylorseer_update(&br->ts_h, &br->mid_h, err));
+        } else {
+            DS_TRY(ds_taylorseer_update(&br->ts_h, h, err));
+        }
     } else {
-        for (int64_t i = 0; i < nh; i++) br->mid_h[i] = h[i] - c->snap_h[i];
+        DS_TRY(ds_cvec_sub(&br->mid_h, h, &c->snap_h, nh, err));
         br->has_mid_h = true;
     }
     if (enc) {
         if (ts_e) {
             if (enc_res) {
-                for (int64_t i = 0; i < ne; i++) br->mid_e[i] = e[i] - c->snap_e[i];
-                ds_taylorseer_update(&br->ts_e, br->mid_e);
-            } else
-                ds_taylorseer_update(&br->ts_e, e);
+                DS_TRY(ds_cvec_sub(&br->mid_e, e, &c->snap_e, ne, err));
+                DS_TRY(ds_taylorseer_update(&br->ts_e, &br->mid_e, err));
+            } else {
+                DS_TRY(ds_taylorseer_update(&br->ts_e, e, err));
+            }
         } else {
-            for (int64_t i = 0; i < ne; i++) br->mid_e[i] = e[i] - c->snap_e[i];
+            DS_TRY(ds_cvec_sub(&br->mid_e, e, &c->snap_e, ne, err));
             br->has_mid_e = true;
         }
     }

@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "device_select.h"
 #include "engine_impl.h"
 #include "log.h"
 
@@ -50,12 +51,13 @@ ds_status ds_engine_create(const ds_engine_opts *opts, ds_engine **out, ds_err *
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "no models: name at least one with --model NAME=DIR");
     if (opts->n_models > DS_ENGINE_MAX_MODELS)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%d models: at most %d", opts->n_models, DS_ENGINE_MAX_MODELS);
-    const char *device = opts->device && opts->device[0] ? opts->device : "cpu";
-    if (!strncmp(device, "cuda", 4))
-        return DS_FAIL(err, DS_ERR_UNSUPPORTED,
-                       "device %s: the pipelines run on the CPU backend for now (the CUDA pipeline arrives with the "
-                       "CUDA backend issue); use --device cpu", device);
-    if (strcmp(device, "cpu")) return DS_FAIL(err, DS_ERR_INVALID_ARG, "device '%s': expected cpu", device);
+    ds_placement pl;
+    char note[512] = "";
+    DS_TRY(ds_device_select(opts->device, opts->dtype, &pl, note, sizeof note, err));
+    if (note[0]) DS_LOGI("engine", "%s", note);
+    char device[16];
+    if (pl.device.kind == DS_DEVICE_CUDA) snprintf(device, sizeof device, "cuda:%d", pl.device.index);
+    else snprintf(device, sizeof device, "cpu");
     for (int i = 0; i < opts->n_models; i++) {
         const ds_engine_model_spec *m = &opts->models[i];
         if (!m->name || !name_ok(m->name))
@@ -72,6 +74,8 @@ ds_status ds_engine_create(const ds_engine_opts *opts, ds_engine **out, ds_err *
     e->opts = *opts;
     e->opts.models = NULL;
     e->opts.device = NULL;
+    e->opts.dtype = NULL;
+    e->opts.pipeline.placement = pl;
     if (e->opts.queue_size <= 0) e->opts.queue_size = 16;
     if (!(e->opts.job_ttl_s > 0)) e->opts.job_ttl_s = 600;
     if (e->opts.max_retained_bytes == 0) e->opts.max_retained_bytes = (size_t)256 << 20;
@@ -88,7 +92,7 @@ ds_status ds_engine_create(const ds_engine_opts *opts, ds_engine **out, ds_err *
     hist_init(&e->m.step_seconds, step_le);
     hist_init(&e->m.residual_diff, diff_le);
 
-    /* one worker per device; today only the CPU */
+    /* one worker per device: the CPU, or one GPU (several GPUs, one worker each, come with multi-GPU) */
     e->n_workers = 1;
     ds_worker *w = &e->workers[0];
     w->eng = e;

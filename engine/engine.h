@@ -44,7 +44,9 @@ typedef struct ds_engine_model_spec {
 typedef struct ds_engine_opts {
     const ds_engine_model_spec *models; /* [n_models], copied */
     int         n_models;               /* 1..DS_ENGINE_MAX_MODELS */
-    const char *device;                 /* "cpu" [cpu]; CUDA devices arrive with the CUDA pipeline */
+    const char *device;                 /* "auto" (a GPU when one is usable, else the CPU), "cpu", "cuda",
+                                           "cuda:N" [auto]; see device_select.h */
+    const char *dtype;                  /* CUDA compute dtype "bf16" (default), "f16", "f32"; CPU: f32 */
     int         queue_size;             /* jobs waiting per worker [16] */
     double      job_ttl_s;              /* finished jobs are kept this long [600] */
     size_t      max_retained_bytes;     /* memory bound over finished jobs' results [256 MiB] */
@@ -109,8 +111,9 @@ typedef struct ds_engine_metrics {
 
 /* Validate opts, create the engine and start its workers (they load and warm up the models in the
  * background; see ds_engine_health). *out is owned by the caller (ds_engine_shutdown + ds_engine_free).
- * Errors: DS_ERR_INVALID_ARG (no models, a bad or duplicate name, an unknown device; named),
- * DS_ERR_UNSUPPORTED (a CUDA device), DS_ERR_OOM, DS_ERR_INTERNAL (thread creation). */
+ * Errors: DS_ERR_INVALID_ARG (no models, a bad or duplicate name, a malformed device; named),
+ * DS_ERR_DEVICE (a CUDA device was asked for and is not usable), DS_ERR_UNSUPPORTED (a non-f32 dtype on
+ * the CPU), DS_ERR_OOM, DS_ERR_INTERNAL (thread creation). */
 ds_status ds_engine_create(const ds_engine_opts *opts, ds_engine **out, ds_err *err);
 
 /* Overall readiness; msg (may be NULL) receives a one-line reason when not ready. */

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "status.h"
+#include "tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -26,14 +27,15 @@ typedef struct ds_taylorseer {
     bool    created;         /* cache-dit creates the state on the first update */
     int     current_step;    /* -1 at creation */
     int     last_step;       /* last_non_approximated_step */
-    float  *cur[DS_TAYLORSEER_MAX_ORDER + 1]; /* dY_current[0..order] */
-    float  *prev[DS_TAYLORSEER_MAX_ORDER + 1]; /* dY_prev[0..order] */
+    ds_tensor cur[DS_TAYLORSEER_MAX_ORDER + 1];  /* dY_current[0..order]: vectors of n (cache_vec.h) */
+    ds_tensor prev[DS_TAYLORSEER_MAX_ORDER + 1]; /* dY_prev[0..order] */
     bool    cur_ok[DS_TAYLORSEER_MAX_ORDER + 1], prev_ok[DS_TAYLORSEER_MAX_ORDER + 1];
 } ds_taylorseer;
 
-/* Allocate the 2*(order+1) buffers of n floats. Errors: DS_ERR_INVALID_ARG (order outside 1..3, n < 1),
- * DS_ERR_OOM. On error t holds nothing to free beyond what ds_taylorseer_free releases. */
-ds_status ds_taylorseer_init(ds_taylorseer *t, int order, int64_t n, ds_err *err);
+/* Allocate the 2*(order+1) vectors of n elements on device/dtype (the block state's). Errors:
+ * DS_ERR_INVALID_ARG (order outside 1..3, n < 1), DS_ERR_OOM. On error t holds nothing to free beyond
+ * what ds_taylorseer_free releases. */
+ds_status ds_taylorseer_init(ds_taylorseer *t, int order, int64_t n, ds_device device, ds_dtype dtype, ds_err *err);
 
 /* Back to the just-initialised state (not created; buffers kept). */
 void ds_taylorseer_reset(ds_taylorseer *t);
@@ -44,12 +46,13 @@ void ds_taylorseer_free(ds_taylorseer *t);
 /* cache-dit's calibrator.mark_step_begin: advances the step counter if the state exists. */
 void ds_taylorseer_mark_step(ds_taylorseer *t);
 
-/* A computed value y[0..n): shift the ladder and take the new differences (creates the state). */
-void ds_taylorseer_update(ds_taylorseer *t, const float *y);
+/* A computed value y[0..n) (same device/dtype): shift the ladder and take the new differences (creates the
+ * state). Errors: those of the device ops. */
+ds_status ds_taylorseer_update(ds_taylorseer *t, const ds_tensor *y, ds_err *err);
 
-/* The forecast at the current step into out[0..n) (sum over the defined derivatives). Returns false (and
- * leaves out untouched) when no value was ever recorded. */
-bool ds_taylorseer_approximate(const ds_taylorseer *t, float *out);
+/* The forecast at the current step into out[0..n) (sum over the defined derivatives). *have = false (and
+ * out untouched) when no value was ever recorded. */
+ds_status ds_taylorseer_approximate(const ds_taylorseer *t, ds_tensor *out, bool *have, ds_err *err);
 
 #ifdef __cplusplus
 }

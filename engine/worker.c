@@ -11,6 +11,9 @@
 #include "cache.h"
 #include "diffusers_dir.h"
 #include "engine_impl.h"
+#ifdef DS_HAVE_CUDA
+#include "cuda/ds_cuda_ops.h"
+#endif
 #include "log.h"
 
 /* ---- loading and warm-up -------------------------------------------------------------------------------- */
@@ -265,10 +268,39 @@ static void run_job(ds_worker *w, ds_job *j) {
     if (refs_left == 0) ds_job_destroy(j);
 }
 
+/* Mark every model of worker w failed with err (the device could not be set up). */
+static void fail_models(ds_worker *w, const ds_err *err) {
+    ds_engine *e = w->eng;
+    for (int i = 0; i < e->n_models; i++)
+        if (e->models[i].worker == w->index) set_model_state(e, &e->models[i], DS_MODEL_FAILED, err);
+}
+
 void *ds_worker_main(void *arg) {
     ds_worker *w = arg;
     ds_engine *e = w->eng;
+    const ds_placement *pl = &e->opts.pipeline.placement;
+#ifdef DS_HAVE_CUDA
+    /* a GPU worker owns one context (stream + cuBLASLt) for its whole life: loads and jobs run on it */
+    ds_cuda_ctx *ctx = NULL;
+    if (pl->device.kind == DS_DEVICE_CUDA) {
+        ds_err err;
+        ds_err_clear(&err);
+        ds_status s = ds_cuda_ctx_create(pl->device.index, 0, &ctx, &err);
+        if (s == DS_OK) s = ds_cuda_ctx_bind(ctx, &err);
+        if (s != DS_OK) {
+            DS_LOGE("engine", "%s: %s", w->device, err.msg);
+            fail_models(w, &err);
+        } else {
+            load_models(w);
+        }
+    } else {
+        load_models(w);
+    }
+#else
+    (void)pl;
+    (void)fail_models;
     load_models(w);
+#endif
     pthread_mutex_lock(&e->mu);
     for (;;) {
         while (w->queue.len == 0 && !e->stopping) pthread_cond_wait(&w->work, &e->mu);
@@ -287,5 +319,18 @@ void *ds_worker_main(void *arg) {
         pthread_mutex_lock(&e->mu);
     }
     pthread_mutex_unlock(&e->mu);
+    /* the pipelines are freed here, on the thread (and CUDA context) that made them */
+    for (int i = 0; i < e->n_models; i++) {
+        ds_engine_model *m = &e->models[i];
+        if (m->worker != w->index) continue;
+        pthread_mutex_lock(&e->mu);
+        ds_pipeline *p = m->pipeline;
+        m->pipeline = NULL;
+        pthread_mutex_unlock(&e->mu);
+        ds_pipeline_free(p);
+    }
+#ifdef DS_HAVE_CUDA
+    ds_cuda_ctx_destroy(ctx);
+#endif
     return NULL;
 }

@@ -1,10 +1,12 @@
 /* tensor_io.c - host f32 <-> tensor copies with dtype conversion, and dtype-aware views (tensor_io.h). */
 #include "tensor_io.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "dtype.h"
 #ifdef DS_HAVE_CUDA
+#include "cuda/ds_cuda.h"
 #include "cuda/ds_cuda_ops.h"
 #endif
 
@@ -81,6 +83,38 @@ ds_status ds_tensor_write_raw(ds_tensor *dst, const void *src, size_t bytes, ds_
 #else
     return DS_FAIL(err, DS_ERR_UNSUPPORTED, "ds_tensor_write_raw: a CUDA tensor, but this build has no CUDA backend");
 #endif
+}
+
+ds_status ds_tensor_alloc(ds_tensor *t, ds_dtype dtype, ds_device device, int ndim, const int64_t *shape, ds_err *err) {
+    if (!t || ndim < 0 || ndim > DS_MAX_DIMS || (ndim > 0 && !shape))
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_tensor_alloc: bad arguments");
+    *t = ds_tensor_make(NULL, dtype, ndim, shape);
+    t->device = device;
+    const size_t bytes = (size_t)ds_tensor_nbytes(t);
+    const size_t rounded = (bytes + 255) / 256 * 256 + 256;
+    if (device.kind == DS_DEVICE_CPU) {
+        t->data = aligned_alloc(256, rounded);
+        if (!t->data) return DS_FAIL(err, DS_ERR_OOM, "cannot allocate %zu bytes of host memory", bytes);
+        memset(t->data, 0, rounded);
+        return DS_OK;
+    }
+#ifdef DS_HAVE_CUDA
+    void *d = NULL;
+    DS_TRY(ds_cuda_malloc(&d, rounded, err));
+    t->data = d;
+    return DS_OK;
+#else
+    return DS_FAIL(err, DS_ERR_UNSUPPORTED, "ds_tensor_alloc: a CUDA tensor, but this build has no CUDA backend");
+#endif
+}
+
+void ds_tensor_free_data(ds_tensor *t) {
+    if (!t || !t->data) return;
+#ifdef DS_HAVE_CUDA
+    if (t->device.kind == DS_DEVICE_CUDA) ds_cuda_free(t->data);
+#endif
+    if (t->device.kind == DS_DEVICE_CPU) free(t->data);
+    t->data = NULL;
 }
 
 void *ds_tensor_elem_ptr(const ds_tensor *t, int64_t offset) {

@@ -32,6 +32,15 @@ ds_status ds_tensor_read_f32(float *dst, const ds_tensor *src, void *staging, si
  * numel * element size): a memcpy on the CPU, an upload through the current context on CUDA. */
 ds_status ds_tensor_write_raw(ds_tensor *dst, const void *src, size_t bytes, ds_err *err);
 
+/* Allocate a contiguous tensor of dtype/shape on `device` (host aligned memory for the CPU, cudaMalloc for
+ * CUDA) into *t, zero-filled on the CPU. For buffers made once (at load or when a request first needs
+ * them), never on the per-step path. Free with ds_tensor_free_data. Errors: DS_ERR_OOM naming the size,
+ * DS_ERR_UNSUPPORTED (CUDA on a build without it), DS_ERR_INVALID_ARG (ndim/shape). */
+ds_status ds_tensor_alloc(ds_tensor *t, ds_dtype dtype, ds_device device, int ndim, const int64_t *shape, ds_err *err);
+
+/* Release memory from ds_tensor_alloc (by t->device) and clear t->data; NULL data is a no-op. */
+void ds_tensor_free_data(ds_tensor *t);
+
 /* Pointer to element `offset` (in elements) of t's data, by its dtype: (char *)t->data + offset * size. */
 void *ds_tensor_elem_ptr(const ds_tensor *t, int64_t offset);
 

@@ -63,6 +63,8 @@ typedef struct ds_block_request {
     int64_t     hidden_numel;   /* B*N*D of state.hidden (the batch as the transformer sees it) */
     int64_t     encoder_numel;  /* B*T*D of state.encoder, 0 when no list has an encoder stream */
     bool        batched_cfg;    /* CFG runs as one call on a doubled batch (DiT) */
+    ds_device   device;         /* where state.hidden / state.encoder live (zeroed: the CPU) */
+    ds_dtype    dtype;          /* their element type (zeroed: f32; bf16/f16/f32 on CUDA) */
 } ds_block_request;
 
 /* The hook. All function pointers receive `ctx`. */

@@ -1,18 +1,23 @@
-/* flux.c - FLUX.1 transformer (diffusers FluxTransformer2DModel) on the CPU: config parsing, weight loading
- * into a f32 weights arena, activation-arena planning, the forward and its pieces, and the FluxPipeline
- * pack / unpack / image-id helpers. See flux.h for the math and the contracts.
+/* flux.c - FLUX.1 transformer (diffusers FluxTransformer2DModel) on any placement (CPU f32, CUDA bf16/f16/f32):
+ * config parsing, weight loading into a weights arena on the model's device (converted to its dtype),
+ * activation-arena planning, the forward and its pieces, and the FluxPipeline pack / unpack / image-id helpers
+ * (host f32). See flux.h for the math and the contracts.
  *
  * Layout decisions:
  *  - The joint attention of a double-stream block works on [B, T+N, H, d] buffers whose rows are text first,
  *    then image (diffusers' torch.cat([encoder, hidden], dim=1)). Each stream's projections are written
- *    straight into its rows with one sgemm per batch element (a [T, D] or [N, D] block of a batch element is
+ *    straight into its rows with one GEMM per batch element (a [T, D] or [N, D] block of a batch element is
  *    contiguous), so no concatenation copy is needed.
  *  - The single-stream proj_out weight [D, D + 4D] is split at load into its attention columns [D, D] and its
  *    MLP columns [D, 4D]: proj_out(cat(attn, mlp)) = attn·Waᵀ + b + mlp·Wmᵀ without materialising the
- *    [B, L, 5D] concatenation (the sum differs from one sgemm only by summation order).
- *  - Every piece takes its scratch from m->act and rewinds it before returning; the arena is sized at load
- *    by running the same allocation helpers on a plan arena for the largest shapes. Buffers dead after the
- *    attention (q, k) are reused for the output projections. */
+ *    [B, L, 5D] concatenation (the sum differs from one GEMM only by summation order).
+ *  - Every piece takes its scratch from m->act (on the model's device) and rewinds it before returning; the
+ *    arena is sized at load by running the same allocation helpers on a plan arena for the largest shapes.
+ *    Buffers dead after the attention (q, k) are reused for the output projections.
+ *  - Host-side work is limited to host arrays: timestep / guidance x 1000 and the RoPE tables (ds_op_rope_freqs,
+ *    fp64, CPU only) are computed in m->host and uploaded as f32 (the timestep vector and cos / sin are f32 on
+ *    every device; on the CPU the tables are computed in place). Everything else is ds_op_* calls, which run
+ *    where the tensors live. */
 #include "flux.h"
 
 #include <math.h>
@@ -22,6 +27,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "tensor_io.h"
 
 /* ---- model struct ------------------------------------------------------------------------------ */
 
@@ -52,15 +58,34 @@ typedef struct fx_single {
 struct ds_flux {
     ds_flux_config cfg;
     int            max_batch, max_img, max_txt;
-    ds_arena       wts; /* f32 weights */
-    ds_arena       act; /* activations and attention scratch */
-    size_t         attn_planned; /* attention scratch bytes planned for the largest sequence */
+    ds_placement   pl;  /* device and dtype of weights and activations */
+    ds_arena       wts; /* weights, pl.dtype on pl.device */
+    ds_arena       act; /* activations and (CPU) attention scratch, on pl.device */
+    size_t         attn_planned; /* attention scratch bytes planned for the largest sequence (0 off the CPU) */
+    void          *staging;       /* host staging for weight uploads: load time only (CUDA; NULL on the CPU) */
+    size_t         staging_bytes; /* its size; during planning, the largest upload seen */
+    float         *host;          /* host f32 scratch (see fx_host_*): scaled timesteps, ids, RoPE tables */
     fx_linear      x_emb, ctx_emb;
     fx_linear      t_lin1, t_lin2, g_lin1, g_lin2, p_lin1, p_lin2;
     fx_linear      norm_out, proj_out;
     fx_double     *dbl;
     fx_single     *sgl;
 };
+
+/* m->host layout (floats): [max_batch] timestep or guidance x 1000, then [(max_txt + max_img) * n_axes] ids,
+ * then off the CPU cos and sin [(max_txt + max_img) * head_dim] each (on the CPU the tables are computed
+ * straight into the caller's tensors). */
+static int64_t fx_host_floats(const ds_flux *m) {
+    const int64_t Lmax = (int64_t)m->max_txt + m->max_img;
+    int64_t n = m->max_batch + Lmax * m->cfg.n_axes;
+    if (m->pl.device.kind != DS_DEVICE_CPU) n += 2 * Lmax * m->cfg.head_dim;
+    return n;
+}
+static float *fx_host_tt(const ds_flux *m) { return m->host; }
+static float *fx_host_ids(const ds_flux *m) { return m->host + m->max_batch; }
+static float *fx_host_rope(const ds_flux *m) { /* cos, then sin at + Lmax * head_dim */
+    return m->host + m->max_batch + ((int64_t)m->max_txt + m->max_img) * m->cfg.n_axes;
+}
 
 /* ---- config -------------------------------------------------------------------------------------- */
 
@@ -140,11 +165,14 @@ ds_status ds_flux_config_parse(const ds_config *cfg, ds_flux_config *out, ds_err
 }
 
 
+
 /* ---- weight loading ------------------------------------------------------------------------------ */
 
 /* One visitor over every parameter, run twice: on a plan arena (sizes; presence and dtype checked; names
- * recorded) and on the real weights arena (tensors read and converted to f32, shapes checked). */
+ * recorded; the largest upload measured for the staging buffer) and on the real weights arena (tensors read,
+ * converted to the model's dtype and uploaded to its device, shapes checked). */
 typedef struct fx_loader {
+    ds_flux          *m;
     ds_arena         *arena;
     const ds_weights *w;
     bool              read;
@@ -178,12 +206,20 @@ static ds_status fx_check_present(fx_loader *L, const char *name) {
     return fx_note_name(L, name);
 }
 
-/* Parameter `name` of shape (s0[, s1]) into dst (a fresh tensor of the loader's arena). */
+/* Plan pass: an upload of `bytes` will go through the staging buffer. */
+static void fx_note_upload(fx_loader *L, size_t bytes) {
+    if (bytes > L->m->staging_bytes) L->m->staging_bytes = bytes;
+}
+
+/* Parameter `name` of shape (s0[, s1]) into dst (a fresh tensor of the loader's arena, in the model's dtype). */
 static ds_status fx_param(fx_loader *L, ds_tensor *dst, const char *name, int ndim, int64_t s0, int64_t s1) {
     const int64_t shape[2] = {s0, s1};
-    DS_TRY(ds_arena_tensor(L->arena, DS_F32, ndim, shape, dst, L->err));
-    if (!L->read) return fx_check_present(L, name);
-    ds_status s = ds_weights_read(L->w, name, DS_F32, dst->data, (size_t)ds_tensor_nbytes(dst), ndim, shape, L->err);
+    DS_TRY(ds_arena_tensor(L->arena, L->m->pl.dtype, ndim, shape, dst, L->err));
+    if (!L->read) {
+        fx_note_upload(L, (size_t)ds_tensor_nbytes(dst));
+        return fx_check_present(L, name);
+    }
+    ds_status s = ds_weights_read_placed(L->w, name, dst, ndim, shape, L->m->staging, L->m->staging_bytes, L->err);
     if (s != DS_OK) ds_err_prefix(L->err, "flux");
     return s;
 }
@@ -215,32 +251,63 @@ static ds_status fx_lin(fx_loader *L, fx_linear *lin, int64_t out_f, int64_t in_
     return fx_paramf(L, &lin->b, 1, out_f, 0, "%s.bias", prefix);
 }
 
+/* Read the whole proj_out weight `name` [D, D + M] into host memory `buf` in the model's dtype. */
+static ds_status fx_read_full(fx_loader *L, const char *name, void *buf, int64_t D, int64_t M) {
+    const int64_t full[2] = {D, D + M};
+    const size_t bytes = (size_t)(D * (D + M)) * ds_dtype_size(L->m->pl.dtype);
+    ds_status st = ds_weights_read(L->w, name, L->m->pl.dtype, buf, bytes, 2, full, L->err);
+    if (st != DS_OK) ds_err_prefix(L->err, "flux");
+    return st;
+}
+
+/* Columns [c0, c0 + n) of the rows of a host matrix [D, D + M] (elements of es bytes), packed in place to the
+ * front of buf as a [D, n] matrix. Row r moves down to r*n (never past the rows not yet moved; memmove
+ * handles the overlap within a row); the other columns are overwritten. */
+static void fx_pack_cols(char *buf, int64_t D, int64_t M, int64_t c0, int64_t n, size_t es) {
+    for (int64_t r = 0; r < D; r++)
+        memmove(buf + (size_t)(r * n) * es, buf + (size_t)(r * (D + M) + c0) * es, (size_t)n * es);
+}
+
 /* single_transformer_blocks.j.proj_out.weight [D, 5D] split into its attention columns [D, D] and its MLP
- * columns [D, 4D]; the bias [D] goes with the attention half. */
+ * columns [D, 4D]; the bias [D] goes with the attention half. On the CPU the matrix is read once into a
+ * temporary and its rows copied into both halves; on a device it is read into the staging buffer (sized for
+ * the whole matrix by the plan pass), packed in place and uploaded once per half (read twice: the packing of
+ * one half overwrites the other). */
 static ds_status fx_split_proj_out(fx_loader *L, fx_single *s, int j, int64_t D, int64_t M) {
+    ds_flux *m = L->m;
     char name[128];
     snprintf(name, sizeof name, "single_transformer_blocks.%d.proj_out.weight", j);
-    const int64_t full[2] = {D, D + M};
-    DS_TRY(ds_arena_tensor(L->arena, DS_F32, 2, (const int64_t[]){D, D}, &s->proj_out_attn.w, L->err));
-    DS_TRY(ds_arena_tensor(L->arena, DS_F32, 2, (const int64_t[]){D, M}, &s->proj_out_mlp, L->err));
+    DS_TRY(ds_arena_tensor(L->arena, m->pl.dtype, 2, (const int64_t[]){D, D}, &s->proj_out_attn.w, L->err));
+    DS_TRY(ds_arena_tensor(L->arena, m->pl.dtype, 2, (const int64_t[]){D, M}, &s->proj_out_mlp, L->err));
+    const size_t es = ds_dtype_size(m->pl.dtype), full_bytes = (size_t)(D * (D + M)) * es;
     if (!L->read) {
+        fx_note_upload(L, full_bytes);
         DS_TRY(fx_check_present(L, name));
-    } else {
-        /* staging copy of the whole matrix: load time only */
-        float *tmp = malloc((size_t)(D * (D + M)) * sizeof(float));
+    } else if (m->pl.device.kind == DS_DEVICE_CPU) {
+        /* a copy of the whole matrix: load time only */
+        char *tmp = malloc(full_bytes);
         if (!tmp) return DS_FAIL(L->err, DS_ERR_OOM, "flux: out of memory staging '%s'", name);
-        ds_status st = ds_weights_read(L->w, name, DS_F32, tmp, (size_t)(D * (D + M)) * sizeof(float), 2, full, L->err);
+        ds_status st = fx_read_full(L, name, tmp, D, M);
         if (st != DS_OK) {
             free(tmp);
-            ds_err_prefix(L->err, "flux");
             return st;
         }
-        float *wa = s->proj_out_attn.w.data, *wm = s->proj_out_mlp.data;
+        char *wa = s->proj_out_attn.w.data, *wm = s->proj_out_mlp.data;
         for (int64_t r = 0; r < D; r++) {
-            memcpy(wa + r * D, tmp + r * (D + M), (size_t)D * sizeof(float));
-            memcpy(wm + r * M, tmp + r * (D + M) + D, (size_t)M * sizeof(float));
+            memcpy(wa + (size_t)(r * D) * es, tmp + (size_t)(r * (D + M)) * es, (size_t)D * es);
+            memcpy(wm + (size_t)(r * M) * es, tmp + (size_t)(r * (D + M) + D) * es, (size_t)M * es);
         }
         free(tmp);
+    } else {
+        if (!m->staging || m->staging_bytes < full_bytes)
+            return DS_FAIL(L->err, DS_ERR_INVALID_ARG, "flux: '%s': %zu bytes of staging needed, %zu given", name,
+                           full_bytes, m->staging ? m->staging_bytes : 0);
+        DS_TRY(fx_read_full(L, name, m->staging, D, M));
+        fx_pack_cols(m->staging, D, M, 0, D, es);
+        DS_TRY(ds_tensor_write_raw(&s->proj_out_attn.w, m->staging, (size_t)(D * D) * es, L->err));
+        DS_TRY(fx_read_full(L, name, m->staging, D, M));
+        fx_pack_cols(m->staging, D, M, D, M, es);
+        DS_TRY(ds_tensor_write_raw(&s->proj_out_mlp, m->staging, (size_t)(D * M) * es, L->err));
     }
     return fx_paramf(L, &s->proj_out_attn.b, 1, D, 0, "single_transformer_blocks.%d.proj_out.bias", j);
 }
@@ -319,15 +386,13 @@ static ds_status fx_check_unexpected(fx_loader *L) {
 
 /* ---- activation scratch (the same helpers size the arena at load and carve it per call) ----------- */
 
-static ds_status fx_take(ds_arena *a, int64_t n_floats, float **out, ds_err *err) {
-    void *p = NULL;
-    DS_TRY(ds_arena_alloc(a, (size_t)n_floats * sizeof(float), 0, &p, err));
-    *out = p;
-    return DS_OK;
-}
+/* A workspace tensor in the model's dtype, or (FX_F32) in f32 on the model's device. */
+#define FX_WS(t, nd, ...) DS_TRY(ds_arena_tensor(a, m->pl.dtype, (nd), (const int64_t[]){__VA_ARGS__}, (t), err))
+#define FX_F32(t, nd, ...) DS_TRY(ds_arena_tensor(a, DS_F32, (nd), (const int64_t[]){__VA_ARGS__}, (t), err))
 
 /* Attention scratch for a sequence of L tokens, capped at what load planned (the op uses fewer threads
- * when given fewer per-thread slices, so a thread count raised after load still works). */
+ * when given fewer per-thread slices, so a thread count raised after load still works). The CUDA attention
+ * is tiled and needs none (attn_planned is 0 there). */
 static size_t fx_attn_bytes(const ds_flux *m, int64_t L) {
     size_t b = ds_op_attention_scratch_bytes(L, L, m->cfg.head_dim);
     return b < m->attn_planned ? b : m->attn_planned;
@@ -335,116 +400,116 @@ static size_t fx_attn_bytes(const ds_flux *m, int64_t L) {
 
 /* ds_flux_embed */
 typedef struct fx_embed_buf {
-    float *tt;   /* [B] timestep (or guidance) x 1000 */
-    float *sinu; /* [B, 256] */
-    float *h1;   /* [B, D] */
-    float *tmp;  /* [B, D] */
-    float *ids;  /* [T+N, n_axes] */
+    ds_tensor tt;   /* [B] f32: timestep (or guidance) x 1000 */
+    ds_tensor sinu; /* [B, 256] */
+    ds_tensor h1;   /* [B, D] */
+    ds_tensor tmp;  /* [B, D] */
 } fx_embed_buf;
 
-static ds_status fx_embed_alloc(const ds_flux *m, ds_arena *a, int64_t B, int64_t T, int64_t N, fx_embed_buf *s,
-                                ds_err *err) {
+static ds_status fx_embed_alloc(const ds_flux *m, ds_arena *a, int64_t B, fx_embed_buf *s, ds_err *err) {
     const int64_t D = m->cfg.hidden;
-    DS_TRY(fx_take(a, B, &s->tt, err));
-    DS_TRY(fx_take(a, B * m->cfg.freq_dim, &s->sinu, err));
-    DS_TRY(fx_take(a, B * D, &s->h1, err));
-    DS_TRY(fx_take(a, B * D, &s->tmp, err));
-    return fx_take(a, (T + N) * m->cfg.n_axes, &s->ids, err);
+    FX_F32(&s->tt, 1, B); /* f32 on every device (ds_op_timestep_embedding) */
+    FX_WS(&s->sinu, 2, B, m->cfg.freq_dim);
+    FX_WS(&s->h1, 2, B, D);
+    FX_WS(&s->tmp, 2, B, D);
+    return DS_OK;
 }
 
 /* ds_flux_double_block_forward */
 typedef struct fx_double_buf {
-    float *st;           /* [B, D] silu(temb) */
-    float *mod_x, *mod_c; /* [B, 6D] adaLN chunks of each stream */
-    float *nx;           /* [B, N, D] normed image stream */
-    float *nc;           /* [B, T, D] normed text stream */
-    float *q, *k, *v, *o; /* [B, T+N, H, d] joint sequence, text rows first */
-    float *xa;           /* [B, N, D] image attention / MLP output (reuses q after the attention) */
-    float *ca;           /* [B, T, D] text attention / MLP output (reuses q + B*N*D) */
-    float *ffh;          /* [B, max(N, T), 4D] MLP hidden */
-    void  *attn;
-    size_t attn_bytes;
+    ds_tensor st;             /* [B, D] silu(temb) */
+    ds_tensor mod_x, mod_c;   /* [B, 6D] adaLN chunks of each stream */
+    ds_tensor nx;             /* [B, N, D] normed image stream */
+    ds_tensor nc;             /* [B, T, D] normed text stream */
+    ds_tensor q, k, v, o;     /* [B, T+N, H, d] joint sequence, text rows first */
+    ds_tensor xa;             /* [B, N, D] image attention / MLP output (reuses q after the attention) */
+    ds_tensor ca;             /* [B, T, D] text attention / MLP output (reuses q + B*N*D) */
+    ds_tensor ffh;            /* [B * max(N, T) * 4D] MLP hidden */
+    void     *attn;
+    size_t    attn_bytes;
 } fx_double_buf;
 
 static ds_status fx_double_alloc(const ds_flux *m, ds_arena *a, int64_t B, int64_t T, int64_t N, fx_double_buf *s,
                                  ds_err *err) {
-    const int64_t D = m->cfg.hidden, L = T + N;
-    DS_TRY(fx_take(a, B * D, &s->st, err));
-    DS_TRY(fx_take(a, B * 6 * D, &s->mod_x, err));
-    DS_TRY(fx_take(a, B * 6 * D, &s->mod_c, err));
-    DS_TRY(fx_take(a, B * N * D, &s->nx, err));
-    DS_TRY(fx_take(a, B * T * D, &s->nc, err));
-    DS_TRY(fx_take(a, B * L * D, &s->q, err));
-    DS_TRY(fx_take(a, B * L * D, &s->k, err));
-    DS_TRY(fx_take(a, B * L * D, &s->v, err));
-    DS_TRY(fx_take(a, B * L * D, &s->o, err));
-    s->xa = s->q;
-    s->ca = s->q + B * N * D;
-    DS_TRY(fx_take(a, B * (N > T ? N : T) * m->cfg.mlp_hidden, &s->ffh, err));
+    const int64_t D = m->cfg.hidden, H = m->cfg.num_heads, d = m->cfg.head_dim, L = T + N;
+    FX_WS(&s->st, 2, B, D);
+    FX_WS(&s->mod_x, 2, B, 6 * D);
+    FX_WS(&s->mod_c, 2, B, 6 * D);
+    FX_WS(&s->nx, 3, B, N, D);
+    FX_WS(&s->nc, 3, B, T, D);
+    FX_WS(&s->q, 4, B, L, H, d);
+    FX_WS(&s->k, 4, B, L, H, d);
+    FX_WS(&s->v, 4, B, L, H, d);
+    FX_WS(&s->o, 4, B, L, H, d);
+    s->xa = ds_tensor_like(&s->q, s->q.data, 3, (const int64_t[]){B, N, D});
+    s->ca = ds_tensor_like(&s->q, ds_tensor_elem_ptr(&s->q, B * N * D), 3, (const int64_t[]){B, T, D});
+    FX_WS(&s->ffh, 1, B * (N > T ? N : T) * m->cfg.mlp_hidden);
     s->attn_bytes = fx_attn_bytes(m, L);
     return ds_arena_alloc(a, s->attn_bytes, 0, &s->attn, err);
 }
 
 /* ds_flux_single_block_forward */
 typedef struct fx_single_buf {
-    float *st;            /* [B, D] */
-    float *mod;           /* [B, 3D] */
-    float *ns;            /* [B, L, D] */
-    float *q, *k, *v, *o; /* [B, L, H, d] */
-    float *mlp;           /* [B, L, 4D] */
-    float *pa, *pm;       /* [B, L, D] proj_out halves (reuse q and k after the attention) */
-    void  *attn;
-    size_t attn_bytes;
+    ds_tensor st;          /* [B, D] */
+    ds_tensor mod;         /* [B, 3D] */
+    ds_tensor ns;          /* [B, L, D] */
+    ds_tensor q, k, v, o;  /* [B, L, H, d] */
+    ds_tensor mlp;         /* [B, L, 4D] */
+    ds_tensor pa, pm;      /* [B, L, D] proj_out halves (reuse q and k after the attention) */
+    void     *attn;
+    size_t    attn_bytes;
 } fx_single_buf;
 
 static ds_status fx_single_alloc(const ds_flux *m, ds_arena *a, int64_t B, int64_t L, fx_single_buf *s, ds_err *err) {
-    const int64_t D = m->cfg.hidden;
-    DS_TRY(fx_take(a, B * D, &s->st, err));
-    DS_TRY(fx_take(a, B * 3 * D, &s->mod, err));
-    DS_TRY(fx_take(a, B * L * D, &s->ns, err));
-    DS_TRY(fx_take(a, B * L * D, &s->q, err));
-    DS_TRY(fx_take(a, B * L * D, &s->k, err));
-    DS_TRY(fx_take(a, B * L * D, &s->v, err));
-    DS_TRY(fx_take(a, B * L * D, &s->o, err));
-    DS_TRY(fx_take(a, B * L * m->cfg.mlp_hidden, &s->mlp, err));
-    s->pa = s->q;
-    s->pm = s->k;
+    const int64_t D = m->cfg.hidden, H = m->cfg.num_heads, d = m->cfg.head_dim;
+    FX_WS(&s->st, 2, B, D);
+    FX_WS(&s->mod, 2, B, 3 * D);
+    FX_WS(&s->ns, 3, B, L, D);
+    FX_WS(&s->q, 4, B, L, H, d);
+    FX_WS(&s->k, 4, B, L, H, d);
+    FX_WS(&s->v, 4, B, L, H, d);
+    FX_WS(&s->o, 4, B, L, H, d);
+    FX_WS(&s->mlp, 3, B, L, m->cfg.mlp_hidden);
+    s->pa = ds_tensor_like(&s->q, s->q.data, 3, (const int64_t[]){B, L, D});
+    s->pm = ds_tensor_like(&s->k, s->k.data, 3, (const int64_t[]){B, L, D});
     s->attn_bytes = fx_attn_bytes(m, L);
     return ds_arena_alloc(a, s->attn_bytes, 0, &s->attn, err);
 }
 
 /* ds_flux_final */
 typedef struct fx_final_buf {
-    float *st;  /* [B, D] */
-    float *mod; /* [B, 2D] */
-    float *xn;  /* [B, N, D] */
+    ds_tensor st;  /* [B, D] */
+    ds_tensor mod; /* [B, 2D] */
+    ds_tensor xn;  /* [B, N, D] */
 } fx_final_buf;
 
 static ds_status fx_final_alloc(const ds_flux *m, ds_arena *a, int64_t B, int64_t N, fx_final_buf *s, ds_err *err) {
     const int64_t D = m->cfg.hidden;
-    DS_TRY(fx_take(a, B * D, &s->st, err));
-    DS_TRY(fx_take(a, B * 2 * D, &s->mod, err));
-    return fx_take(a, B * N * D, &s->xn, err);
+    FX_WS(&s->st, 2, B, D);
+    FX_WS(&s->mod, 2, B, 2 * D);
+    FX_WS(&s->xn, 3, B, N, D);
+    return DS_OK;
 }
 
 /* ds_flux_forward's own buffers (the pieces' inputs and outputs). */
 typedef struct fx_forward_buf {
-    float *hidden;   /* [B, N, D] */
-    float *encoder;  /* [B, T, D] */
-    float *temb;     /* [B, D] */
-    float *cos, *sin; /* [T+N, d] */
-    float *cat;      /* [B, T+N, D] */
+    ds_tensor hidden;  /* [B, N, D] */
+    ds_tensor encoder; /* [B, T, D] */
+    ds_tensor temb;    /* [B, D] */
+    ds_flux_rope rope; /* cos, sin [T+N, d], f32 on every device */
+    ds_tensor cat;     /* [B, T+N, D] */
 } fx_forward_buf;
 
 static ds_status fx_forward_alloc(const ds_flux *m, ds_arena *a, int64_t B, int64_t T, int64_t N, fx_forward_buf *s,
                                   ds_err *err) {
     const int64_t D = m->cfg.hidden, L = T + N;
-    DS_TRY(fx_take(a, B * N * D, &s->hidden, err));
-    DS_TRY(fx_take(a, B * T * D, &s->encoder, err));
-    DS_TRY(fx_take(a, B * D, &s->temb, err));
-    DS_TRY(fx_take(a, L * m->cfg.head_dim, &s->cos, err));
-    DS_TRY(fx_take(a, L * m->cfg.head_dim, &s->sin, err));
-    return fx_take(a, B * L * D, &s->cat, err);
+    FX_WS(&s->hidden, 3, B, N, D);
+    FX_WS(&s->encoder, 3, B, T, D);
+    FX_WS(&s->temb, 2, B, D);
+    FX_F32(&s->rope.cos, 2, L, m->cfg.head_dim);
+    FX_F32(&s->rope.sin, 2, L, m->cfg.head_dim);
+    FX_WS(&s->cat, 3, B, L, D);
+    return DS_OK;
 }
 
 /* Activation arena bytes for the limits: the forward's buffers plus the largest piece's scratch. */
@@ -459,7 +524,7 @@ static ds_status fx_plan(const ds_flux *m, size_t *bytes, ds_err *err) {
     fx_final_buf fb;
     DS_TRY(fx_forward_alloc(m, &p, B, T, N, &f, err));
     const size_t mk = ds_arena_mark(&p);
-    DS_TRY(fx_embed_alloc(m, &p, B, T, N, &e, err));
+    DS_TRY(fx_embed_alloc(m, &p, B, &e, err));
     ds_arena_rewind(&p, mk);
     DS_TRY(fx_double_alloc(m, &p, B, T, N, &db, err));
     ds_arena_rewind(&p, mk);
@@ -481,8 +546,14 @@ static void fx_loader_free(fx_loader *L) {
 
 ds_status ds_flux_load(const ds_component *comp, int max_batch, int max_img_tokens, int max_txt_tokens, ds_flux **out,
                        ds_err *err) {
+    return ds_flux_load_on(comp, max_batch, max_img_tokens, max_txt_tokens, NULL, out, err);
+}
+
+ds_status ds_flux_load_on(const ds_component *comp, int max_batch, int max_img_tokens, int max_txt_tokens,
+                          const ds_placement *pl, ds_flux **out, ds_err *err) {
     if (!out) return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_flux_load: out is NULL");
     *out = NULL;
+    DS_TRY(ds_placement_check(pl, "flux", err));
     if (!comp || !comp->config || !comp->weights)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_flux_load: component %s has no %s", comp && comp->name ? comp->name : "(null)",
                        !comp ? "data" : !comp->config ? "config.json" : "weights");
@@ -491,6 +562,8 @@ ds_status ds_flux_load(const ds_component *comp, int max_batch, int max_img_toke
                        "all be >= 1", max_batch, max_img_tokens, max_txt_tokens);
     ds_flux *m = calloc(1, sizeof *m);
     if (!m) return DS_FAIL(err, DS_ERR_OOM, "ds_flux_load: out of memory");
+    m->pl = ds_placement_or_cpu(pl);
+    const bool on_cpu = m->pl.device.kind == DS_DEVICE_CPU;
     fx_loader L = {0};
     ds_status st = ds_flux_config_parse(comp->config, &m->cfg, err);
     if (st != DS_OK) goto fail;
@@ -498,28 +571,44 @@ ds_status ds_flux_load(const ds_component *comp, int max_batch, int max_img_toke
     const ds_flux_config *c = &m->cfg;
     m->dbl = calloc((size_t)(c->num_layers ? c->num_layers : 1), sizeof *m->dbl);
     m->sgl = calloc((size_t)(c->num_single_layers ? c->num_single_layers : 1), sizeof *m->sgl);
-    if (!m->dbl || !m->sgl) {
+    m->host = malloc((size_t)fx_host_floats(m) * sizeof(float));
+    if (!m->dbl || !m->sgl || !m->host) {
         st = DS_FAIL(err, DS_ERR_OOM, "ds_flux_load: out of memory");
         goto fail;
     }
 
-    /* pass 1: sizes, presence, dtypes, no unexpected tensors */
+    /* pass 1: sizes, presence, dtypes, no unexpected tensors, the largest upload */
     ds_arena plan;
     ds_arena_init_plan(&plan, DS_ARENA_WEIGHTS, "flux-weights-plan");
-    L.arena = &plan, L.w = comp->weights, L.read = false, L.err = err;
+    L.m = m, L.arena = &plan, L.w = comp->weights, L.read = false, L.err = err;
     if ((st = fx_visit(m, &L)) != DS_OK || (st = fx_check_unexpected(&L)) != DS_OK) goto fail;
 
-    /* pass 2: read into the real arena */
-    if ((st = ds_arena_init_host(&m->wts, plan.high_water, DS_ARENA_WEIGHTS, "flux-weights", err)) != DS_OK) goto fail;
+    /* pass 2: read into the real arena (through the staging buffer off the CPU) */
+    if ((st = ds_arena_init_device(&m->wts, plan.high_water, m->pl.device, DS_ARENA_WEIGHTS, "flux-weights", err)) !=
+        DS_OK)
+        goto fail;
+    if (on_cpu) {
+        m->staging_bytes = 0; /* weights are read in place */
+    } else if (!(m->staging = malloc(m->staging_bytes ? m->staging_bytes : 1))) {
+        st = DS_FAIL(err, DS_ERR_OOM, "ds_flux_load: cannot allocate %zu bytes of staging", m->staging_bytes);
+        goto fail;
+    }
     L.arena = &m->wts, L.read = true;
     if ((st = fx_visit(m, &L)) != DS_OK) goto fail;
+    /* every later upload (timesteps, RoPE tables) is f32 and needs no staging */
+    free(m->staging);
+    m->staging = NULL;
+    m->staging_bytes = 0;
 
     /* activations */
-    m->attn_planned = ds_op_attention_scratch_bytes((int64_t)max_txt_tokens + max_img_tokens,
-                                                    (int64_t)max_txt_tokens + max_img_tokens, c->head_dim);
+    m->attn_planned = on_cpu ? ds_op_attention_scratch_bytes((int64_t)max_txt_tokens + max_img_tokens,
+                                                             (int64_t)max_txt_tokens + max_img_tokens, c->head_dim)
+                             : 0;
     size_t act = 0;
     if ((st = fx_plan(m, &act, err)) != DS_OK) goto fail;
-    if ((st = ds_arena_init_host(&m->act, act, DS_ARENA_ACTIVATIONS, "flux-activations", err)) != DS_OK) goto fail;
+    if ((st = ds_arena_init_device(&m->act, act, m->pl.device, DS_ARENA_ACTIVATIONS, "flux-activations", err)) !=
+        DS_OK)
+        goto fail;
     fx_loader_free(&L);
     *out = m;
     return DS_OK;
@@ -533,12 +622,15 @@ void ds_flux_free(ds_flux *m) {
     if (!m) return;
     ds_arena_free(&m->wts);
     ds_arena_free(&m->act);
+    free(m->staging);
+    free(m->host);
     free(m->dbl);
     free(m->sgl);
     free(m);
 }
 
 const ds_flux_config *ds_flux_get_config(const ds_flux *m) { return m ? &m->cfg : NULL; }
+ds_placement ds_flux_placement(const ds_flux *m) { return m ? m->pl : ds_placement_cpu(); }
 int ds_flux_max_batch(const ds_flux *m) { return m ? m->max_batch : 0; }
 int ds_flux_max_img_tokens(const ds_flux *m) { return m ? m->max_img : 0; }
 int ds_flux_max_txt_tokens(const ds_flux *m) { return m ? m->max_txt : 0; }
@@ -549,65 +641,67 @@ int ds_flux_single_block_count(const ds_flux *m) { return m ? (int)m->cfg.num_si
 
 /* ---- small tensor helpers ------------------------------------------------------------------------ */
 
-static ds_tensor fx_t2(const float *p, int64_t r, int64_t c) { return ds_tensor_f32((void *)p, 2, r, c); }
-static ds_tensor fx_t3(const float *p, int64_t a, int64_t b, int64_t c) {
-    return ds_tensor_f32((void *)p, 3, a, b, c);
+/* Contiguous views of t's memory (t's dtype and device) starting at element `off`. */
+static ds_tensor fx_v2(const ds_tensor *t, int64_t off, int64_t r, int64_t c) {
+    return ds_tensor_like(t, ds_tensor_elem_ptr(t, off), 2, (const int64_t[]){r, c});
 }
-static ds_tensor fx_t4(const float *p, int64_t a, int64_t b, int64_t c, int64_t d) {
-    return ds_tensor_f32((void *)p, 4, a, b, c, d);
+static ds_tensor fx_v3(const ds_tensor *t, int64_t off, int64_t a, int64_t b, int64_t c) {
+    return ds_tensor_like(t, ds_tensor_elem_ptr(t, off), 3, (const int64_t[]){a, b, c});
 }
 
 /* Chunk `idx` of an adaLN projection mod [B, k*D]: a [B, D] view with row stride k*D. */
-static ds_tensor fx_chunk(const float *mod, int64_t B, int64_t k, int64_t idx, int64_t D) {
-    ds_tensor t = fx_t2(mod + idx * D, B, D);
+static ds_tensor fx_chunk(const ds_tensor *mod, int64_t B, int64_t k, int64_t idx, int64_t D) {
+    ds_tensor t = fx_v2(mod, idx * D, B, D);
     t.stride[0] = k * D;
     return t;
 }
 
-/* out[rows, N] = x[rows, K]·Wᵀ (+ b) for a Linear lin (W [N, K]). */
-static ds_status fx_lin_rows(float *out, const float *x, int64_t rows, const fx_linear *lin, ds_err *err) {
-    ds_tensor o = fx_t2(out, rows, lin->w.shape[0]), in = fx_t2(x, rows, lin->w.shape[1]);
+/* out[rows, N] = x[rows, K]·Wᵀ (+ b) for a Linear lin (W [N, K]); the rows start at element out_off of out
+ * and x_off of x. */
+static ds_status fx_lin_rows(const ds_tensor *out, int64_t out_off, const ds_tensor *x, int64_t x_off, int64_t rows,
+                             const fx_linear *lin, ds_err *err) {
+    ds_tensor o = fx_v2(out, out_off, rows, lin->w.shape[0]), in = fx_v2(x, x_off, rows, lin->w.shape[1]);
     return ds_op_linear(&o, &in, &lin->w, lin->b.data ? &lin->b : NULL, err);
 }
 
-/* RMSNorm (eps 1e-6, weight [d]) in place over rows of d (per-head query/key norm). */
-static ds_status fx_rms_rows(float *x, int64_t rows, int64_t d, const ds_tensor *w, ds_err *err) {
-    ds_tensor t = fx_t2(x, rows, d);
+/* RMSNorm (eps 1e-6, weight [d]) in place over `rows` rows of d from element off of x (per-head q/k norm). */
+static ds_status fx_rms_rows(const ds_tensor *x, int64_t off, int64_t rows, int64_t d, const ds_tensor *w,
+                             ds_err *err) {
+    ds_tensor t = fx_v2(x, off, rows, d);
     return ds_op_rmsnorm(&t, &t, w, 1e-6f, err);
 }
 
 /* out[B, n, D] = LN(x; eps 1e-6, no affine) * (1 + mod[chunk sc]) + mod[chunk sh]   (mod [B, k*D]). */
-static ds_status fx_norm_mod(float *out, const float *x, int64_t B, int64_t n, int64_t D, const float *mod, int64_t k,
-                             int64_t sh, int64_t sc, ds_err *err) {
-    ds_tensor o = fx_t3(out, B, n, D), in = fx_t3(x, B, n, D);
-    DS_TRY(ds_op_layernorm(&o, &in, NULL, NULL, 1e-6f, err));
+static ds_status fx_norm_mod(const ds_tensor *out, const ds_tensor *x, int64_t B, int64_t n, int64_t D,
+                             const ds_tensor *mod, int64_t k, int64_t sh, int64_t sc, ds_err *err) {
+    ds_tensor o = fx_v3(out, 0, B, n, D), in = fx_v3(x, 0, B, n, D);
     const ds_tensor scale = fx_chunk(mod, B, k, sc, D), shift = fx_chunk(mod, B, k, sh, D);
-    return ds_op_modulate(&o, &o, &scale, &shift, err);
+    return ds_op_layernorm_modulate(&o, &in, &scale, &shift, 1e-6f, err);
 }
 
 /* x[B, n, D] += mod[chunk g] * y   (gated residual, in place). */
-static ds_status fx_gate_add(float *x, const float *y, int64_t B, int64_t n, int64_t D, const float *mod, int64_t k,
-                             int64_t g, ds_err *err) {
-    ds_tensor xt = fx_t3(x, B, n, D), yt = fx_t3(y, B, n, D);
+static ds_status fx_gate_add(const ds_tensor *x, const ds_tensor *y, int64_t B, int64_t n, int64_t D,
+                             const ds_tensor *mod, int64_t k, int64_t g, ds_err *err) {
+    ds_tensor xt = fx_v3(x, 0, B, n, D), yt = fx_v3(y, 0, B, n, D);
     const ds_tensor gate = fx_chunk(mod, B, k, g, D);
     return ds_op_gate_add(&xt, &xt, &yt, &gate, err);
 }
 
 /* mod[B, k*D] = lin(silu(temb)); st [B, D] receives silu(temb). */
-static ds_status fx_adaln(float *mod, float *st, const float *temb, int64_t B, int64_t D, const fx_linear *lin,
-                          ds_err *err) {
-    ds_tensor s = fx_t2(st, B, D), t = fx_t2(temb, B, D);
+static ds_status fx_adaln(const ds_tensor *mod, const ds_tensor *st, const ds_tensor *temb, int64_t B, int64_t D,
+                          const fx_linear *lin, ds_err *err) {
+    ds_tensor s = fx_v2(st, 0, B, D), t = fx_v2(temb, 0, B, D);
     DS_TRY(ds_op_silu(&s, &t, err));
-    return fx_lin_rows(mod, st, B, lin, err);
+    return fx_lin_rows(mod, 0, st, 0, B, lin, err);
 }
 
-/* In place tanh-GELU over n floats. */
-static ds_status fx_gelu(float *x, int64_t n, ds_err *err) {
-    ds_tensor t = fx_t2(x, 1, n);
+/* In place tanh-GELU over the first n elements of x. */
+static ds_status fx_gelu(const ds_tensor *x, int64_t n, ds_err *err) {
+    ds_tensor t = fx_v2(x, 0, 1, n);
     return ds_op_gelu(&t, &t, DS_GELU_TANH, err);
 }
 
-/* ---- the pieces on raw buffers (inputs already validated) ------------------------------------------- */
+/* ---- the pieces on validated tensors ------------------------------------------------------------- */
 
 /* Inside a piece: stop at the first failing op, then rewind the arena at `done`. */
 #define FX_CHECK(expr)                         \
@@ -615,56 +709,69 @@ static ds_status fx_gelu(float *x, int64_t n, ds_err *err) {
         if ((st = (expr)) != DS_OK) goto done; \
     } while (0)
 
-/* sinusoid(v*1000) -> linear_1 -> silu -> linear_2 into out [B, D]. */
+/* sinusoid(v*1000) -> linear_1 -> silu -> linear_2 into out [B, D]; v is a host array [B]. */
 static ds_status fx_time_mlp(const ds_flux *m, const fx_embed_buf *s, const float *v, int64_t B,
-                             const fx_linear *l1, const fx_linear *l2, float *out, ds_err *err) {
-    for (int64_t b = 0; b < B; b++) s->tt[b] = v[b] * 1000.0f; /* diffusers: timestep.to(dtype) * 1000 */
-    ds_tensor tt = ds_tensor_f32(s->tt, 1, B), sinu = fx_t2(s->sinu, B, m->cfg.freq_dim);
-    DS_TRY(ds_op_timestep_embedding(&sinu, &tt, 1, 0.0f, 1.0f, 10000.0f, err));
-    DS_TRY(fx_lin_rows(s->h1, s->sinu, B, l1, err));
-    ds_tensor h1 = fx_t2(s->h1, B, m->cfg.hidden);
+                             const fx_linear *l1, const fx_linear *l2, const ds_tensor *out, ds_err *err) {
+    float *tt = fx_host_tt(m);
+    for (int64_t b = 0; b < B; b++) tt[b] = v[b] * 1000.0f; /* diffusers: timestep.to(dtype) * 1000 */
+    ds_tensor ttd = s->tt;                                  /* [B] f32 on the device */
+    DS_TRY(ds_tensor_write_f32(&ttd, tt, NULL, 0, err));
+    ds_tensor sinu = s->sinu;
+    DS_TRY(ds_op_timestep_embedding(&sinu, &ttd, 1, 0.0f, 1.0f, 10000.0f, err));
+    DS_TRY(fx_lin_rows(&s->h1, 0, &s->sinu, 0, B, l1, err));
+    ds_tensor h1 = s->h1;
     DS_TRY(ds_op_silu(&h1, &h1, err));
-    return fx_lin_rows(out, s->h1, B, l2, err);
+    return fx_lin_rows(out, 0, &s->h1, 0, B, l2, err);
 }
 
-static ds_status fx_embed_run(ds_flux *m, int64_t B, int64_t T, int64_t N, const float *hidden, const float *encoder,
-                              const float *pooled, const float *timestep, const float *guidance, const float *img_ids,
-                              const float *txt_ids, float *hidden_out, float *encoder_out, float *temb, float *cos,
-                              float *sin, ds_err *err) {
+/* img_ids, txt_ids: host f32; rope->cos / rope->sin: f32 [T+N, d] on the model's device. */
+static ds_status fx_embed_run(ds_flux *m, int64_t B, int64_t T, int64_t N, const ds_tensor *hidden,
+                              const ds_tensor *encoder, const ds_tensor *pooled, const float *timestep,
+                              const float *guidance, const ds_tensor *img_ids, const ds_tensor *txt_ids,
+                              ds_tensor *hidden_out, ds_tensor *encoder_out, ds_tensor *temb, ds_flux_rope *rope,
+                              ds_err *err) {
     const ds_flux_config *c = &m->cfg;
-    const int64_t D = c->hidden, L = T + N;
-    const size_t mk = ds_arena_mark(&m->act);
+    const int64_t D = c->hidden, L = T + N, d = c->head_dim;
+    ds_arena *a = &m->act;
+    const size_t mk = ds_arena_mark(a);
     fx_embed_buf s;
-    ds_status st = fx_embed_alloc(m, &m->act, B, T, N, &s, err);
+    ds_status st = fx_embed_alloc(m, a, B, &s, err);
     if (st != DS_OK) goto done;
-    FX_CHECK(fx_lin_rows(hidden_out, hidden, B * N, &m->x_emb, err));     // [B, N, D]
-    FX_CHECK(fx_lin_rows(encoder_out, encoder, B * T, &m->ctx_emb, err)); // [B, T, D]
+    FX_CHECK(fx_lin_rows(hidden_out, 0, hidden, 0, B * N, &m->x_emb, err));     // [B, N, D]
+    FX_CHECK(fx_lin_rows(encoder_out, 0, encoder, 0, B * T, &m->ctx_emb, err)); // [B, T, D]
     /* temb = (MLP_t(t) + MLP_g(g)) + MLP_txt(pooled), in diffusers' order */
     FX_CHECK(fx_time_mlp(m, &s, timestep, B, &m->t_lin1, &m->t_lin2, temb, err));
-    ds_tensor te = fx_t2(temb, B, D), tmp = fx_t2(s.tmp, B, D);
+    ds_tensor te = fx_v2(temb, 0, B, D), tmp = s.tmp;
     if (guidance) {
-        FX_CHECK(fx_time_mlp(m, &s, guidance, B, &m->g_lin1, &m->g_lin2, s.tmp, err));
+        FX_CHECK(fx_time_mlp(m, &s, guidance, B, &m->g_lin1, &m->g_lin2, &s.tmp, err));
         FX_CHECK(ds_op_add(&te, &te, &tmp, err));
     }
-    FX_CHECK(fx_lin_rows(s.h1, pooled, B, &m->p_lin1, err));
-    ds_tensor h1 = fx_t2(s.h1, B, D);
+    FX_CHECK(fx_lin_rows(&s.h1, 0, pooled, 0, B, &m->p_lin1, err));
+    ds_tensor h1 = s.h1;
     FX_CHECK(ds_op_silu(&h1, &h1, err));
-    FX_CHECK(fx_lin_rows(s.tmp, s.h1, B, &m->p_lin2, err));
+    FX_CHECK(fx_lin_rows(&s.tmp, 0, &s.h1, 0, B, &m->p_lin2, err));
     FX_CHECK(ds_op_add(&te, &te, &tmp, err));
-    /* rope over cat(txt_ids, img_ids), text first */
+    /* rope over cat(txt_ids, img_ids), text first: computed on the host (fp64, CPU only), uploaded as f32;
+     * on the CPU straight into the caller's tables */
     const int64_t na = c->n_axes;
-    memcpy(s.ids, txt_ids, (size_t)(T * na) * sizeof(float));
-    memcpy(s.ids + T * na, img_ids, (size_t)(N * na) * sizeof(float));
-    ds_tensor ids = fx_t2(s.ids, L, na), ct = fx_t2(cos, L, c->head_dim), stn = fx_t2(sin, L, c->head_dim);
-    FX_CHECK(ds_op_rope_freqs(&ct, &stn, &ids, c->axes_dim, c->n_axes, c->rope_theta, err));
+    float *ids = fx_host_ids(m);
+    memcpy(ids, txt_ids->data, (size_t)(T * na) * sizeof(float));
+    memcpy(ids + T * na, img_ids->data, (size_t)(N * na) * sizeof(float));
+    const bool on_cpu = m->pl.device.kind == DS_DEVICE_CPU;
+    float *hc = on_cpu ? rope->cos.data : fx_host_rope(m);
+    float *hs = on_cpu ? rope->sin.data : fx_host_rope(m) + ((int64_t)m->max_txt + m->max_img) * d;
+    ds_tensor idt = ds_tensor_f32(ids, 2, L, na), ct = ds_tensor_f32(hc, 2, L, d), stn = ds_tensor_f32(hs, 2, L, d);
+    FX_CHECK(ds_op_rope_freqs(&ct, &stn, &idt, c->axes_dim, c->n_axes, c->rope_theta, err));
+    FX_CHECK(ds_tensor_write_f32(&rope->cos, hc, NULL, 0, err)); /* a no-op on the CPU */
+    FX_CHECK(ds_tensor_write_f32(&rope->sin, hs, NULL, 0, err));
 done:
-    ds_arena_rewind(&m->act, mk);
+    ds_arena_rewind(a, mk);
     if (st != DS_OK) ds_err_prefix(err, "flux embed");
     return st;
 }
 
-static ds_status fx_double_run(ds_flux *m, int i, int64_t B, int64_t T, int64_t N, float *hid, float *enc,
-                               const float *temb, const float *cos, const float *sin, ds_err *err) {
+static ds_status fx_double_run(ds_flux *m, int i, int64_t B, int64_t T, int64_t N, ds_tensor *hid, ds_tensor *enc,
+                               const ds_tensor *temb, const ds_flux_rope *rope, ds_err *err) {
     const ds_flux_config *c = &m->cfg;
     const fx_double *w = &m->dbl[i];
     const int64_t D = c->hidden, H = c->num_heads, d = c->head_dim, L = T + N;
@@ -673,57 +780,53 @@ static ds_status fx_double_run(ds_flux *m, int i, int64_t B, int64_t T, int64_t 
     ds_status st = fx_double_alloc(m, &m->act, B, T, N, &s, err);
     if (st != DS_OK) goto done;
     /* adaLN-Zero chunks: 0 shift_msa, 1 scale_msa, 2 gate_msa, 3 shift_mlp, 4 scale_mlp, 5 gate_mlp */
-    FX_CHECK(fx_adaln(s.mod_x, s.st, temb, B, D, &w->norm1, err));     // [B, 6D]
-    FX_CHECK(fx_adaln(s.mod_c, s.st, temb, B, D, &w->norm1_ctx, err)); // [B, 6D]
-    FX_CHECK(fx_norm_mod(s.nx, hid, B, N, D, s.mod_x, 6, 0, 1, err));  // [B, N, D]
-    FX_CHECK(fx_norm_mod(s.nc, enc, B, T, D, s.mod_c, 6, 0, 1, err));  // [B, T, D]
+    FX_CHECK(fx_adaln(&s.mod_x, &s.st, temb, B, D, &w->norm1, err));     // [B, 6D]
+    FX_CHECK(fx_adaln(&s.mod_c, &s.st, temb, B, D, &w->norm1_ctx, err)); // [B, 6D]
+    FX_CHECK(fx_norm_mod(&s.nx, hid, B, N, D, &s.mod_x, 6, 0, 1, err));  // [B, N, D]
+    FX_CHECK(fx_norm_mod(&s.nc, enc, B, T, D, &s.mod_c, 6, 0, 1, err));  // [B, T, D]
     /* joint q/k/v [B, T+N, H, d]: text rows from the add_* projections, then image rows */
     for (int64_t b = 0; b < B; b++) {
-        const float *nc = s.nc + b * T * D, *nx = s.nx + b * N * D;
-        float *q = s.q + b * L * D, *k = s.k + b * L * D, *v = s.v + b * L * D;
-        FX_CHECK(fx_lin_rows(q, nc, T, &w->add_q, err));
-        FX_CHECK(fx_lin_rows(k, nc, T, &w->add_k, err));
-        FX_CHECK(fx_lin_rows(v, nc, T, &w->add_v, err));
-        FX_CHECK(fx_lin_rows(q + T * D, nx, N, &w->to_q, err));
-        FX_CHECK(fx_lin_rows(k + T * D, nx, N, &w->to_k, err));
-        FX_CHECK(fx_lin_rows(v + T * D, nx, N, &w->to_v, err));
-        FX_CHECK(fx_rms_rows(q, T * H, d, &w->norm_added_q, err));
-        FX_CHECK(fx_rms_rows(k, T * H, d, &w->norm_added_k, err));
-        FX_CHECK(fx_rms_rows(q + T * D, N * H, d, &w->norm_q, err));
-        FX_CHECK(fx_rms_rows(k + T * D, N * H, d, &w->norm_k, err));
+        const int64_t tc = b * T * D, tx = b * N * D, jt = b * L * D, ji = jt + T * D;
+        FX_CHECK(fx_lin_rows(&s.q, jt, &s.nc, tc, T, &w->add_q, err));
+        FX_CHECK(fx_lin_rows(&s.k, jt, &s.nc, tc, T, &w->add_k, err));
+        FX_CHECK(fx_lin_rows(&s.v, jt, &s.nc, tc, T, &w->add_v, err));
+        FX_CHECK(fx_lin_rows(&s.q, ji, &s.nx, tx, N, &w->to_q, err));
+        FX_CHECK(fx_lin_rows(&s.k, ji, &s.nx, tx, N, &w->to_k, err));
+        FX_CHECK(fx_lin_rows(&s.v, ji, &s.nx, tx, N, &w->to_v, err));
+        FX_CHECK(fx_rms_rows(&s.q, jt, T * H, d, &w->norm_added_q, err));
+        FX_CHECK(fx_rms_rows(&s.k, jt, T * H, d, &w->norm_added_k, err));
+        FX_CHECK(fx_rms_rows(&s.q, ji, N * H, d, &w->norm_q, err));
+        FX_CHECK(fx_rms_rows(&s.k, ji, N * H, d, &w->norm_k, err));
     }
-    ds_tensor q = fx_t4(s.q, B, L, H, d), k = fx_t4(s.k, B, L, H, d), v = fx_t4(s.v, B, L, H, d);
-    ds_tensor o = fx_t4(s.o, B, L, H, d), ct = fx_t2(cos, L, d), stn = fx_t2(sin, L, d);
-    FX_CHECK(ds_op_rope(&q, &q, &ct, &stn, err));
-    FX_CHECK(ds_op_rope(&k, &k, &ct, &stn, err));
-    FX_CHECK(ds_op_attention(&o, &q, &k, &v, NULL, 0.0f, s.attn, s.attn_bytes, err));
+    FX_CHECK(ds_op_rope(&s.q, &s.q, &rope->cos, &rope->sin, err));
+    FX_CHECK(ds_op_rope(&s.k, &s.k, &rope->cos, &rope->sin, err));
+    FX_CHECK(ds_op_attention(&s.o, &s.q, &s.k, &s.v, NULL, 0.0f, s.attn, s.attn_bytes, err));
     for (int64_t b = 0; b < B; b++) {
-        const float *ob = s.o + b * L * D;
-        FX_CHECK(fx_lin_rows(s.ca + b * T * D, ob, T, &w->to_add_out, err));
-        FX_CHECK(fx_lin_rows(s.xa + b * N * D, ob + T * D, N, &w->to_out, err));
+        FX_CHECK(fx_lin_rows(&s.ca, b * T * D, &s.o, b * L * D, T, &w->to_add_out, err));
+        FX_CHECK(fx_lin_rows(&s.xa, b * N * D, &s.o, b * L * D + T * D, N, &w->to_out, err));
     }
     /* image stream */
-    FX_CHECK(fx_gate_add(hid, s.xa, B, N, D, s.mod_x, 6, 2, err));
-    FX_CHECK(fx_norm_mod(s.nx, hid, B, N, D, s.mod_x, 6, 3, 4, err));
-    FX_CHECK(fx_lin_rows(s.ffh, s.nx, B * N, &w->ff0, err)); // [B, N, 4D]
-    FX_CHECK(fx_gelu(s.ffh, B * N * c->mlp_hidden, err));
-    FX_CHECK(fx_lin_rows(s.xa, s.ffh, B * N, &w->ff2, err));
-    FX_CHECK(fx_gate_add(hid, s.xa, B, N, D, s.mod_x, 6, 5, err));
+    FX_CHECK(fx_gate_add(hid, &s.xa, B, N, D, &s.mod_x, 6, 2, err));
+    FX_CHECK(fx_norm_mod(&s.nx, hid, B, N, D, &s.mod_x, 6, 3, 4, err));
+    FX_CHECK(fx_lin_rows(&s.ffh, 0, &s.nx, 0, B * N, &w->ff0, err)); // [B, N, 4D]
+    FX_CHECK(fx_gelu(&s.ffh, B * N * c->mlp_hidden, err));
+    FX_CHECK(fx_lin_rows(&s.xa, 0, &s.ffh, 0, B * N, &w->ff2, err));
+    FX_CHECK(fx_gate_add(hid, &s.xa, B, N, D, &s.mod_x, 6, 5, err));
     /* text stream */
-    FX_CHECK(fx_gate_add(enc, s.ca, B, T, D, s.mod_c, 6, 2, err));
-    FX_CHECK(fx_norm_mod(s.nc, enc, B, T, D, s.mod_c, 6, 3, 4, err));
-    FX_CHECK(fx_lin_rows(s.ffh, s.nc, B * T, &w->ffc0, err)); // [B, T, 4D]
-    FX_CHECK(fx_gelu(s.ffh, B * T * c->mlp_hidden, err));
-    FX_CHECK(fx_lin_rows(s.ca, s.ffh, B * T, &w->ffc2, err));
-    FX_CHECK(fx_gate_add(enc, s.ca, B, T, D, s.mod_c, 6, 5, err));
+    FX_CHECK(fx_gate_add(enc, &s.ca, B, T, D, &s.mod_c, 6, 2, err));
+    FX_CHECK(fx_norm_mod(&s.nc, enc, B, T, D, &s.mod_c, 6, 3, 4, err));
+    FX_CHECK(fx_lin_rows(&s.ffh, 0, &s.nc, 0, B * T, &w->ffc0, err)); // [B, T, 4D]
+    FX_CHECK(fx_gelu(&s.ffh, B * T * c->mlp_hidden, err));
+    FX_CHECK(fx_lin_rows(&s.ca, 0, &s.ffh, 0, B * T, &w->ffc2, err));
+    FX_CHECK(fx_gate_add(enc, &s.ca, B, T, D, &s.mod_c, 6, 5, err));
 done:
     ds_arena_rewind(&m->act, mk);
     if (st != DS_OK) ds_err_prefix(err, "flux double block %d", i);
     return st;
 }
 
-static ds_status fx_single_run(ds_flux *m, int j, int64_t B, int64_t L, float *cat, const float *temb,
-                               const float *cos, const float *sin, ds_err *err) {
+static ds_status fx_single_run(ds_flux *m, int j, int64_t B, int64_t L, ds_tensor *cat, const ds_tensor *temb,
+                               const ds_flux_rope *rope, ds_err *err) {
     const ds_flux_config *c = &m->cfg;
     const fx_single *w = &m->sgl[j];
     const int64_t D = c->hidden, H = c->num_heads, d = c->head_dim;
@@ -732,68 +835,72 @@ static ds_status fx_single_run(ds_flux *m, int j, int64_t B, int64_t L, float *c
     ds_status st = fx_single_alloc(m, &m->act, B, L, &s, err);
     if (st != DS_OK) goto done;
     /* AdaLayerNormZeroSingle chunks: 0 shift, 1 scale, 2 gate */
-    FX_CHECK(fx_adaln(s.mod, s.st, temb, B, D, &w->norm, err));   // [B, 3D]
-    FX_CHECK(fx_norm_mod(s.ns, cat, B, L, D, s.mod, 3, 0, 1, err)); // [B, L, D]
-    FX_CHECK(fx_lin_rows(s.mlp, s.ns, B * L, &w->proj_mlp, err));  // [B, L, 4D]
-    FX_CHECK(fx_gelu(s.mlp, B * L * c->mlp_hidden, err));
-    FX_CHECK(fx_lin_rows(s.q, s.ns, B * L, &w->to_q, err)); // [B, L, H, d]
-    FX_CHECK(fx_lin_rows(s.k, s.ns, B * L, &w->to_k, err));
-    FX_CHECK(fx_lin_rows(s.v, s.ns, B * L, &w->to_v, err));
-    FX_CHECK(fx_rms_rows(s.q, B * L * H, d, &w->norm_q, err));
-    FX_CHECK(fx_rms_rows(s.k, B * L * H, d, &w->norm_k, err));
-    ds_tensor q = fx_t4(s.q, B, L, H, d), k = fx_t4(s.k, B, L, H, d), v = fx_t4(s.v, B, L, H, d);
-    ds_tensor o = fx_t4(s.o, B, L, H, d), ct = fx_t2(cos, L, d), stn = fx_t2(sin, L, d);
-    FX_CHECK(ds_op_rope(&q, &q, &ct, &stn, err));
-    FX_CHECK(ds_op_rope(&k, &k, &ct, &stn, err));
-    FX_CHECK(ds_op_attention(&o, &q, &k, &v, NULL, 0.0f, s.attn, s.attn_bytes, err));
+    FX_CHECK(fx_adaln(&s.mod, &s.st, temb, B, D, &w->norm, err));      // [B, 3D]
+    FX_CHECK(fx_norm_mod(&s.ns, cat, B, L, D, &s.mod, 3, 0, 1, err));   // [B, L, D]
+    FX_CHECK(fx_lin_rows(&s.mlp, 0, &s.ns, 0, B * L, &w->proj_mlp, err)); // [B, L, 4D]
+    FX_CHECK(fx_gelu(&s.mlp, B * L * c->mlp_hidden, err));
+    FX_CHECK(fx_lin_rows(&s.q, 0, &s.ns, 0, B * L, &w->to_q, err)); // [B, L, H, d]
+    FX_CHECK(fx_lin_rows(&s.k, 0, &s.ns, 0, B * L, &w->to_k, err));
+    FX_CHECK(fx_lin_rows(&s.v, 0, &s.ns, 0, B * L, &w->to_v, err));
+    FX_CHECK(fx_rms_rows(&s.q, 0, B * L * H, d, &w->norm_q, err));
+    FX_CHECK(fx_rms_rows(&s.k, 0, B * L * H, d, &w->norm_k, err));
+    FX_CHECK(ds_op_rope(&s.q, &s.q, &rope->cos, &rope->sin, err));
+    FX_CHECK(ds_op_rope(&s.k, &s.k, &rope->cos, &rope->sin, err));
+    FX_CHECK(ds_op_attention(&s.o, &s.q, &s.k, &s.v, NULL, 0.0f, s.attn, s.attn_bytes, err));
     /* proj_out(cat(attn, mlp)) = attn·Waᵀ + b + mlp·Wmᵀ */
-    FX_CHECK(fx_lin_rows(s.pa, s.o, B * L, &w->proj_out_attn, err));
-    ds_tensor pm = fx_t2(s.pm, B * L, D), mlp = fx_t2(s.mlp, B * L, c->mlp_hidden), pa = fx_t2(s.pa, B * L, D);
+    FX_CHECK(fx_lin_rows(&s.pa, 0, &s.o, 0, B * L, &w->proj_out_attn, err));
+    ds_tensor pm = fx_v2(&s.pm, 0, B * L, D), mlp = fx_v2(&s.mlp, 0, B * L, c->mlp_hidden);
+    ds_tensor pa = fx_v2(&s.pa, 0, B * L, D);
     FX_CHECK(ds_op_linear(&pm, &mlp, &w->proj_out_mlp, NULL, err));
     FX_CHECK(ds_op_add(&pa, &pa, &pm, err));
-    FX_CHECK(fx_gate_add(cat, s.pa, B, L, D, s.mod, 3, 2, err));
+    FX_CHECK(fx_gate_add(cat, &s.pa, B, L, D, &s.mod, 3, 2, err));
 done:
     ds_arena_rewind(&m->act, mk);
     if (st != DS_OK) ds_err_prefix(err, "flux single block %d", j);
     return st;
 }
 
-static ds_status fx_final_run(ds_flux *m, int64_t B, int64_t T, int64_t N, const float *cat, const float *temb,
-                              float *out, ds_err *err) {
+static ds_status fx_final_run(ds_flux *m, int64_t B, int64_t T, int64_t N, const ds_tensor *cat,
+                              const ds_tensor *temb, ds_tensor *out, ds_err *err) {
     const int64_t D = m->cfg.hidden, L = T + N;
     const size_t mk = ds_arena_mark(&m->act);
     fx_final_buf s;
     ds_status st = fx_final_alloc(m, &m->act, B, N, &s, err);
     if (st != DS_OK) goto done;
     /* AdaLayerNormContinuous chunks: 0 SCALE, 1 SHIFT */
-    FX_CHECK(fx_adaln(s.mod, s.st, temb, B, D, &m->norm_out, err)); // [B, 2D]
-    for (int64_t b = 0; b < B; b++) { /* LN of the image rows of cat[b]: a contiguous [N, D] block */
-        ds_tensor o = fx_t2(s.xn + b * N * D, N, D), in = fx_t2(cat + b * L * D + T * D, N, D);
-        FX_CHECK(ds_op_layernorm(&o, &in, NULL, NULL, 1e-6f, err));
+    FX_CHECK(fx_adaln(&s.mod, &s.st, temb, B, D, &m->norm_out, err)); // [B, 2D]
+    for (int64_t b = 0; b < B; b++) { /* LN + modulate of the image rows of cat[b]: a contiguous [N, D] block */
+        ds_tensor o = fx_v3(&s.xn, b * N * D, 1, N, D), in = fx_v3(cat, b * L * D + T * D, 1, N, D);
+        const ds_tensor mod_b = fx_v2(&s.mod, b * 2 * D, 1, 2 * D);
+        const ds_tensor scale = fx_chunk(&mod_b, 1, 2, 0, D), shift = fx_chunk(&mod_b, 1, 2, 1, D);
+        FX_CHECK(ds_op_layernorm_modulate(&o, &in, &scale, &shift, 1e-6f, err));
     }
-    ds_tensor xn = fx_t3(s.xn, B, N, D);
-    const ds_tensor scale = fx_chunk(s.mod, B, 2, 0, D), shift = fx_chunk(s.mod, B, 2, 1, D);
-    FX_CHECK(ds_op_modulate(&xn, &xn, &scale, &shift, err));
-    FX_CHECK(fx_lin_rows(out, s.xn, B * N, &m->proj_out, err)); // [B, N, out_channels]
+    FX_CHECK(fx_lin_rows(out, 0, &s.xn, 0, B * N, &m->proj_out, err)); // [B, N, out_channels]
 done:
     ds_arena_rewind(&m->act, mk);
     if (st != DS_OK) ds_err_prefix(err, "flux final");
     return st;
 }
 
-static void fx_join_run(int64_t B, int64_t T, int64_t N, int64_t D, const float *enc, const float *hid, float *cat) {
+/* cat[b] = [enc[b]; hid[b]]: device-to-device copies (a memmove on the CPU). */
+static ds_status fx_join_run(int64_t B, int64_t T, int64_t N, int64_t D, const ds_tensor *enc, const ds_tensor *hid,
+                             ds_tensor *cat, ds_err *err) {
     for (int64_t b = 0; b < B; b++) {
-        memcpy(cat + b * (T + N) * D, enc + b * T * D, (size_t)(T * D) * sizeof(float));
-        memcpy(cat + b * (T + N) * D + T * D, hid + b * N * D, (size_t)(N * D) * sizeof(float));
+        ds_tensor ct = fx_v2(cat, b * (T + N) * D, T, D), et = fx_v2(enc, b * T * D, T, D);
+        ds_tensor ch = fx_v2(cat, b * (T + N) * D + T * D, N, D), ht = fx_v2(hid, b * N * D, N, D);
+        DS_TRY(ds_op_convert(&ct, &et, err));
+        DS_TRY(ds_op_convert(&ch, &ht, err));
     }
+    return DS_OK;
 }
 
 /* ---- validation ---------------------------------------------------------------------------------- */
 
-/* t must be a contiguous f32 CPU tensor of exactly `shape`. */
-static ds_status fx_expect(const ds_tensor *t, int ndim, const int64_t *shape, const char *what, ds_err *err) {
+/* t must be a contiguous tensor on `device` of element type `dtype` and exactly `shape`. */
+static ds_status fx_expect_on(const ds_tensor *t, int ndim, const int64_t *shape, ds_device device, ds_dtype dtype,
+                              const char *what, ds_err *err) {
     if (!t || !t->data) return DS_FAIL(err, DS_ERR_INVALID_ARG, "flux: %s is missing", what);
-    ds_status s = ds_tensor_check_f32(t, ndim, what, err);
+    ds_status s = ds_tensor_check_placed(t, ndim, device, dtype, what, err);
     if (s != DS_OK) {
         ds_err_prefix(err, "flux");
         return s;
@@ -807,6 +914,17 @@ static ds_status fx_expect(const ds_tensor *t, int ndim, const int64_t *shape, c
                            ds_tensor_shape_str(t, got, sizeof got), ds_tensor_shape_str(&w, want, sizeof want));
         }
     return DS_OK;
+}
+
+/* ... in the model's dtype on its device (activations). */
+static ds_status fx_expect(const ds_flux *m, const ds_tensor *t, int ndim, const int64_t *shape, const char *what,
+                           ds_err *err) {
+    return fx_expect_on(t, ndim, shape, m->pl.device, m->pl.dtype, what, err);
+}
+
+/* ... a host f32 tensor (position ids, the pipeline helpers). */
+static ds_status fx_expect_host(const ds_tensor *t, int ndim, const int64_t *shape, const char *what, ds_err *err) {
+    return fx_expect_on(t, ndim, shape, ds_device_cpu(), DS_F32, what, err);
 }
 
 /* B, T, N within what load planned. */
@@ -823,13 +941,14 @@ static ds_status fx_limits(const ds_flux *m, int64_t B, int64_t T, int64_t N, ds
     return DS_OK;
 }
 
+/* temb [B, D] in the model's dtype; the RoPE tables [L, d] f32 on the model's device. */
 static ds_status fx_check_temb_rope(const ds_flux *m, int64_t B, int64_t L, const ds_tensor *temb,
                                     const ds_flux_rope *rope, ds_err *err) {
-    DS_TRY(fx_expect(temb, 2, (const int64_t[]){B, m->cfg.hidden}, "temb", err));
+    DS_TRY(fx_expect(m, temb, 2, (const int64_t[]){B, m->cfg.hidden}, "temb", err));
     if (!rope) return DS_FAIL(err, DS_ERR_INVALID_ARG, "flux: rope is NULL");
     const int64_t tab[2] = {L, m->cfg.head_dim};
-    DS_TRY(fx_expect(&rope->cos, 2, tab, "rope cos", err));
-    return fx_expect(&rope->sin, 2, tab, "rope sin", err);
+    DS_TRY(fx_expect_on(&rope->cos, 2, tab, m->pl.device, DS_F32, "rope cos", err));
+    return fx_expect_on(&rope->sin, 2, tab, m->pl.device, DS_F32, "rope sin", err);
 }
 
 /* The inputs of ds_flux_forward / ds_flux_embed; B, T, N out. */
@@ -847,11 +966,11 @@ static ds_status fx_check_inputs(const ds_flux *m, const ds_tensor *hidden, cons
                        encoder->ndim);
     const int64_t B = hidden->shape[0], N = hidden->shape[1], T = encoder->shape[1];
     DS_TRY(fx_limits(m, B, T, N, err));
-    DS_TRY(fx_expect(hidden, 3, (const int64_t[]){B, N, c->in_channels}, "hidden", err));
-    DS_TRY(fx_expect(encoder, 3, (const int64_t[]){B, T, c->joint_dim}, "encoder", err));
-    DS_TRY(fx_expect(pooled, 2, (const int64_t[]){B, c->pooled_dim}, "pooled", err));
-    DS_TRY(fx_expect(img_ids, 2, (const int64_t[]){N, c->n_axes}, "img_ids", err));
-    DS_TRY(fx_expect(txt_ids, 2, (const int64_t[]){T, c->n_axes}, "txt_ids", err));
+    DS_TRY(fx_expect(m, hidden, 3, (const int64_t[]){B, N, c->in_channels}, "hidden", err));
+    DS_TRY(fx_expect(m, encoder, 3, (const int64_t[]){B, T, c->joint_dim}, "encoder", err));
+    DS_TRY(fx_expect(m, pooled, 2, (const int64_t[]){B, c->pooled_dim}, "pooled", err));
+    DS_TRY(fx_expect_host(img_ids, 2, (const int64_t[]){N, c->n_axes}, "img_ids", err));
+    DS_TRY(fx_expect_host(txt_ids, 2, (const int64_t[]){T, c->n_axes}, "txt_ids", err));
     if (!timestep) return DS_FAIL(err, DS_ERR_INVALID_ARG, "flux: timestep is NULL");
     if (c->guidance_embeds && !guidance)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "flux: guidance is NULL but the model embeds guidance "
@@ -880,12 +999,11 @@ ds_status ds_flux_embed(ds_flux *m, const ds_tensor *hidden, const ds_tensor *en
     int64_t B, T, N;
     DS_TRY(fx_check_inputs(m, hidden, encoder, pooled, timestep, guidance, img_ids, txt_ids, &B, &T, &N, err));
     const int64_t D = m->cfg.hidden;
-    DS_TRY(fx_expect(hidden_out, 3, (const int64_t[]){B, N, D}, "hidden_out", err));
-    DS_TRY(fx_expect(encoder_out, 3, (const int64_t[]){B, T, D}, "encoder_out", err));
+    DS_TRY(fx_expect(m, hidden_out, 3, (const int64_t[]){B, N, D}, "hidden_out", err));
+    DS_TRY(fx_expect(m, encoder_out, 3, (const int64_t[]){B, T, D}, "encoder_out", err));
     DS_TRY(fx_check_temb_rope(m, B, T + N, temb, rope, err));
-    return fx_embed_run(m, B, T, N, hidden->data, encoder->data, pooled->data, timestep, guidance, img_ids->data,
-                        txt_ids->data, hidden_out->data, encoder_out->data, temb->data, rope->cos.data,
-                        rope->sin.data, err);
+    return fx_embed_run(m, B, T, N, hidden, encoder, pooled, timestep, guidance, img_ids, txt_ids, hidden_out,
+                        encoder_out, temb, rope, err);
 }
 
 ds_status ds_flux_double_block_forward(ds_flux *m, int i, ds_tensor *hidden, ds_tensor *encoder,
@@ -899,21 +1017,21 @@ ds_status ds_flux_double_block_forward(ds_flux *m, int i, ds_tensor *hidden, ds_
                        "be 3-D tensors", i);
     const int64_t B = hidden->shape[0], N = hidden->shape[1], T = encoder->shape[1], D = m->cfg.hidden;
     DS_TRY(fx_limits(m, B, T, N, err));
-    DS_TRY(fx_expect(hidden, 3, (const int64_t[]){B, N, D}, "hidden", err));
-    DS_TRY(fx_expect(encoder, 3, (const int64_t[]){B, T, D}, "encoder", err));
+    DS_TRY(fx_expect(m, hidden, 3, (const int64_t[]){B, N, D}, "hidden", err));
+    DS_TRY(fx_expect(m, encoder, 3, (const int64_t[]){B, T, D}, "encoder", err));
     DS_TRY(fx_check_temb_rope(m, B, T + N, temb, rope, err));
-    return fx_double_run(m, i, B, T, N, hidden->data, encoder->data, temb->data, rope->cos.data, rope->sin.data, err);
+    return fx_double_run(m, i, B, T, N, hidden, encoder, temb, rope, err);
 }
 
 ds_status ds_flux_join_streams(const ds_tensor *encoder, const ds_tensor *hidden, ds_tensor *cat, ds_err *err) {
     if (!encoder || !hidden || encoder->ndim != 3 || hidden->ndim != 3)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "flux join: encoder [B, T, D] and hidden [B, N, D] must be 3-D");
     const int64_t B = encoder->shape[0], T = encoder->shape[1], N = hidden->shape[1], D = encoder->shape[2];
-    DS_TRY(fx_expect(encoder, 3, (const int64_t[]){B, T, D}, "encoder", err));
-    DS_TRY(fx_expect(hidden, 3, (const int64_t[]){B, N, D}, "hidden", err));
-    DS_TRY(fx_expect(cat, 3, (const int64_t[]){B, T + N, D}, "cat", err));
-    fx_join_run(B, T, N, D, encoder->data, hidden->data, cat->data);
-    return DS_OK;
+    /* all three on encoder's device, in its dtype */
+    DS_TRY(fx_expect_on(encoder, 3, (const int64_t[]){B, T, D}, encoder->device, encoder->dtype, "encoder", err));
+    DS_TRY(fx_expect_on(hidden, 3, (const int64_t[]){B, N, D}, encoder->device, encoder->dtype, "hidden", err));
+    DS_TRY(fx_expect_on(cat, 3, (const int64_t[]){B, T + N, D}, encoder->device, encoder->dtype, "cat", err));
+    return fx_join_run(B, T, N, D, encoder, hidden, cat, err);
 }
 
 ds_status ds_flux_single_block_forward(ds_flux *m, int j, ds_tensor *hidden_cat, const ds_tensor *temb,
@@ -931,9 +1049,9 @@ ds_status ds_flux_single_block_forward(ds_flux *m, int j, ds_tensor *hidden_cat,
     if (L < 2 || L > (int64_t)m->max_txt + m->max_img)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "flux: %lld joint tokens is outside [2, %d] (max_txt_tokens + "
                        "max_img_tokens given to ds_flux_load)", (long long)L, m->max_txt + m->max_img);
-    DS_TRY(fx_expect(hidden_cat, 3, (const int64_t[]){B, L, m->cfg.hidden}, "hidden_cat", err));
+    DS_TRY(fx_expect(m, hidden_cat, 3, (const int64_t[]){B, L, m->cfg.hidden}, "hidden_cat", err));
     DS_TRY(fx_check_temb_rope(m, B, L, temb, rope, err));
-    return fx_single_run(m, j, B, L, hidden_cat->data, temb->data, rope->cos.data, rope->sin.data, err);
+    return fx_single_run(m, j, B, L, hidden_cat, temb, rope, err);
 }
 
 ds_status ds_flux_final(ds_flux *m, const ds_tensor *hidden_cat, const ds_tensor *temb, ds_tensor *out, ds_err *err) {
@@ -943,10 +1061,10 @@ ds_status ds_flux_final(ds_flux *m, const ds_tensor *hidden_cat, const ds_tensor
                        (long long)m->cfg.out_channels);
     const int64_t B = hidden_cat->shape[0], L = hidden_cat->shape[1], N = out->shape[1];
     DS_TRY(fx_limits(m, B, L - N, N, err));
-    DS_TRY(fx_expect(hidden_cat, 3, (const int64_t[]){B, L, m->cfg.hidden}, "hidden_cat", err));
-    DS_TRY(fx_expect(temb, 2, (const int64_t[]){B, m->cfg.hidden}, "temb", err));
-    DS_TRY(fx_expect(out, 3, (const int64_t[]){B, N, m->cfg.out_channels}, "out", err));
-    return fx_final_run(m, B, L - N, N, hidden_cat->data, temb->data, out->data, err);
+    DS_TRY(fx_expect(m, hidden_cat, 3, (const int64_t[]){B, L, m->cfg.hidden}, "hidden_cat", err));
+    DS_TRY(fx_expect(m, temb, 2, (const int64_t[]){B, m->cfg.hidden}, "temb", err));
+    DS_TRY(fx_expect(m, out, 3, (const int64_t[]){B, N, m->cfg.out_channels}, "out", err));
+    return fx_final_run(m, B, L - N, N, hidden_cat, temb, out, err);
 }
 
 ds_status ds_flux_forward(ds_flux *m, const ds_tensor *hidden, const ds_tensor *encoder, const ds_tensor *pooled,
@@ -954,21 +1072,21 @@ ds_status ds_flux_forward(ds_flux *m, const ds_tensor *hidden, const ds_tensor *
                           const ds_tensor *txt_ids, ds_tensor *out, ds_err *err) {
     int64_t B, T, N;
     DS_TRY(fx_check_inputs(m, hidden, encoder, pooled, timestep, guidance, img_ids, txt_ids, &B, &T, &N, err));
-    DS_TRY(fx_expect(out, 3, (const int64_t[]){B, N, m->cfg.out_channels}, "out", err));
+    DS_TRY(fx_expect(m, out, 3, (const int64_t[]){B, N, m->cfg.out_channels}, "out", err));
     if (out->data == hidden->data) return DS_FAIL(err, DS_ERR_INVALID_ARG, "flux: out must not alias hidden");
     const int64_t D = m->cfg.hidden;
     const size_t mk = ds_arena_mark(&m->act);
     fx_forward_buf f;
     ds_status st = fx_forward_alloc(m, &m->act, B, T, N, &f, err);
     if (st != DS_OK) goto done;
-    FX_CHECK(fx_embed_run(m, B, T, N, hidden->data, encoder->data, pooled->data, timestep, guidance, img_ids->data,
-                          txt_ids->data, f.hidden, f.encoder, f.temb, f.cos, f.sin, err));
+    FX_CHECK(fx_embed_run(m, B, T, N, hidden, encoder, pooled, timestep, guidance, img_ids, txt_ids, &f.hidden,
+                          &f.encoder, &f.temb, &f.rope, err));
     for (int i = 0; i < (int)m->cfg.num_layers; i++)
-        FX_CHECK(fx_double_run(m, i, B, T, N, f.hidden, f.encoder, f.temb, f.cos, f.sin, err));
-    fx_join_run(B, T, N, D, f.encoder, f.hidden, f.cat);
+        FX_CHECK(fx_double_run(m, i, B, T, N, &f.hidden, &f.encoder, &f.temb, &f.rope, err));
+    FX_CHECK(fx_join_run(B, T, N, D, &f.encoder, &f.hidden, &f.cat, err));
     for (int j = 0; j < (int)m->cfg.num_single_layers; j++)
-        FX_CHECK(fx_single_run(m, j, B, T + N, f.cat, f.temb, f.cos, f.sin, err));
-    FX_CHECK(fx_final_run(m, B, T, N, f.cat, f.temb, out->data, err));
+        FX_CHECK(fx_single_run(m, j, B, T + N, &f.cat, &f.temb, &f.rope, err));
+    FX_CHECK(fx_final_run(m, B, T, N, &f.cat, &f.temb, out, err));
 done:
     ds_arena_rewind(&m->act, mk);
     return st;
@@ -983,9 +1101,9 @@ ds_status ds_flux_pack_latents(const ds_tensor *latents, ds_tensor *packed, ds_e
     if (H % 2 != 0 || W % 2 != 0)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "flux pack: latent %lld x %lld is not even in both dims", (long long)H,
                        (long long)W);
-    DS_TRY(fx_expect(latents, 4, (const int64_t[]){B, C, H, W}, "latents", err));
+    DS_TRY(fx_expect_host(latents, 4, (const int64_t[]){B, C, H, W}, "latents", err));
     const int64_t h2 = H / 2, w2 = W / 2;
-    DS_TRY(fx_expect(packed, 3, (const int64_t[]){B, h2 * w2, 4 * C}, "packed", err));
+    DS_TRY(fx_expect_host(packed, 3, (const int64_t[]){B, h2 * w2, 4 * C}, "packed", err));
     const float *x = latents->data;
     float *y = packed->data;
     for (int64_t b = 0; b < B; b++)
@@ -1007,9 +1125,9 @@ ds_status ds_flux_unpack_latents(const ds_tensor *packed, ds_tensor *latents, ds
     if (H % 2 != 0 || W % 2 != 0)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "flux unpack: latent %lld x %lld is not even in both dims",
                        (long long)H, (long long)W);
-    DS_TRY(fx_expect(latents, 4, (const int64_t[]){B, C, H, W}, "latents", err));
+    DS_TRY(fx_expect_host(latents, 4, (const int64_t[]){B, C, H, W}, "latents", err));
     const int64_t h2 = H / 2, w2 = W / 2;
-    DS_TRY(fx_expect(packed, 3, (const int64_t[]){B, h2 * w2, 4 * C}, "packed", err));
+    DS_TRY(fx_expect_host(packed, 3, (const int64_t[]){B, h2 * w2, 4 * C}, "packed", err));
     const float *y = packed->data;
     float *x = latents->data;
     for (int64_t b = 0; b < B; b++)
@@ -1028,7 +1146,7 @@ ds_status ds_flux_image_ids(int64_t h2, int64_t w2, ds_tensor *out, ds_err *err)
     if (h2 < 1 || w2 < 1)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "flux image ids: grid %lld x %lld must be at least 1 x 1",
                        (long long)h2, (long long)w2);
-    DS_TRY(fx_expect(out, 2, (const int64_t[]){h2 * w2, 3}, "image ids", err));
+    DS_TRY(fx_expect_host(out, 2, (const int64_t[]){h2 * w2, 3}, "image ids", err));
     float *o = out->data;
     for (int64_t r = 0; r < h2; r++)
         for (int64_t c = 0; c < w2; c++) {

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "pipeline_impl.h"
 #include "rng.h"
+#include "tensor_io.h"
 
 typedef struct registry_entry {
     const char      *class_name;
@@ -35,6 +36,39 @@ ds_status ds_pipeline_alloc(float **buf, size_t n, const char *what, ds_err *err
     return DS_OK;
 }
 
+ds_status ds_pipeline_place(ds_pipeline *p, ds_tensor *t, float *host, ds_dtype dtype, int ndim, const int64_t *shape,
+                            ds_err *err) {
+    if (p->pl.device.kind == DS_DEVICE_CPU) {
+        if (!host) return DS_FAIL(err, DS_ERR_INTERNAL, "pipeline: no host buffer to place");
+        *t = ds_tensor_make(host, DS_F32, ndim, shape);
+        return DS_OK;
+    }
+    ds_status s = ds_tensor_alloc(t, dtype, p->pl.device, ndim, shape, err);
+    if (s != DS_OK) {
+        ds_err_prefix(err, "pipeline buffers on cuda:%d", p->pl.device.index);
+        return s;
+    }
+    const size_t need = ds_tensor_staging_bytes(t);
+    if (need > p->staging_bytes) p->staging_bytes = need;
+    return DS_OK;
+}
+
+ds_status ds_pipeline_staging(ds_pipeline *p, ds_err *err) {
+    if (p->pl.device.kind == DS_DEVICE_CPU || !p->staging_bytes) return DS_OK;
+    free(p->staging);
+    p->staging = malloc(p->staging_bytes);
+    if (!p->staging) return DS_FAIL(err, DS_ERR_OOM, "pipeline: cannot allocate %zu bytes of staging", p->staging_bytes);
+    return DS_OK;
+}
+
+ds_status ds_pipeline_place_vae(ds_pipeline *p, ds_err *err) {
+    if (p->pl.device.kind == DS_DEVICE_CPU) return DS_OK; /* decode reads the host latents in place */
+    const int64_t H = (int64_t)p->max_h * p->vae_scale, W = (int64_t)p->max_w * p->vae_scale;
+    DS_TRY(ds_pipeline_place(p, &p->t_vlat, NULL, p->pl.dtype, 4, (const int64_t[]){1, p->latent_ch, p->max_h, p->max_w},
+                             err));
+    return ds_pipeline_place(p, &p->t_img, NULL, p->pl.dtype, 4, (const int64_t[]){1, 3, H, W}, err);
+}
+
 ds_status ds_pipeline_runner_buffers(ds_pipeline *p, size_t h, size_t c, size_t e, size_t cat, size_t rope,
                                      ds_err *err) {
     if (p->blk_h) return DS_OK;
@@ -57,7 +91,13 @@ ds_status ds_pipeline_load(const char *dir, const ds_pipeline_opts *opts, ds_pip
     if (opts) p->opts = *opts;
     if (p->opts.max_images <= 0) p->opts.max_images = 4;
     if (p->opts.max_txt_tokens <= 0) p->opts.max_txt_tokens = 512;
-    ds_status s = ds_diffusers_open(dir, &p->dir, err);
+    p->pl = p->opts.placement;
+    ds_status s = ds_placement_check(&p->pl, "pipeline", err);
+    if (s != DS_OK) {
+        ds_pipeline_free(p);
+        return s;
+    }
+    s = ds_diffusers_open(dir, &p->dir, err);
     if (s != DS_OK) {
         ds_pipeline_free(p);
         return s;
@@ -75,12 +115,14 @@ ds_status ds_pipeline_load(const char *dir, const ds_pipeline_opts *opts, ds_pip
     }
     p->kind = e->kind;
     s = e->load(p, err);
+    if (s == DS_OK) s = ds_pipeline_staging(p, err);
     if (s != DS_OK) {
         ds_pipeline_free(p);
         return s;
     }
-    DS_LOGI("models", "loaded %s from %s (latents up to %dx%d, %d images per request)", cls, dir, p->max_h, p->max_w,
-            p->opts.max_images);
+    char where[32];
+    DS_LOGI("models", "loaded %s from %s on %s (latents up to %dx%d, %d images per request)", cls, dir,
+            ds_placement_str(&p->pl, where, sizeof where), p->max_h, p->max_w, p->opts.max_images);
     *out = p;
     return DS_OK;
 }
@@ -95,6 +137,13 @@ void ds_pipeline_free(ds_pipeline *p) {
                      p->txt_ids, p->img_ids, p->blk_h, p->blk_c, p->blk_e, p->blk_cat, p->blk_cos, p->blk_sin};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(p->labels);
+    if (p->pl.device.kind != DS_DEVICE_CPU) {
+        ds_tensor *owned[] = {&p->t_xin, &p->t_xout, &p->t_vlat, &p->t_img, &p->t_blk_h, &p->t_blk_c, &p->t_blk_e,
+                              &p->t_blk_cat, &p->t_blk_cos, &p->t_blk_sin, &p->t_aux[0], &p->t_aux[1], &p->t_aux[2],
+                              &p->t_aux[3]};
+        for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) ds_tensor_free_data(owned[i]);
+    }
+    free(p->staging);
     ds_diffusers_close(p->dir);
     free(p);
 }
@@ -207,10 +256,21 @@ ds_status ds_pipeline_decode(ds_pipeline *p, const float *latents, const int64_t
     res->width = (int)W;
     res->height = (int)H;
     for (int64_t b = 0; b < B; b++) {
-        ds_tensor lt = ds_tensor_f32((void *)(latents + (size_t)b * per_lat), 4, 1, C, h, w);
-        ds_tensor it = ds_tensor_f32(p->image, 4, 1, 3, H, W);
+        const float *lb = latents + (size_t)b * per_lat;
+        ds_tensor lt, it;
+        if (p->pl.device.kind == DS_DEVICE_CPU) {
+            lt = ds_tensor_f32((void *)lb, 4, 1, C, h, w);
+            it = ds_tensor_f32(p->image, 4, 1, 3, H, W);
+        } else { /* up in the model dtype, decode on the device, the image back as f32 */
+            lt = ds_tensor_like(&p->t_vlat, p->t_vlat.data, 4, (const int64_t[]){1, C, h, w});
+            it = ds_tensor_like(&p->t_img, p->t_img.data, 4, (const int64_t[]){1, 3, H, W});
+            DS_TRY(ds_tensor_write_f32(&lt, lb, p->staging, p->staging_bytes, err));
+        }
         DS_TRY(ds_vae_decode(p->vae, &lt, &it, err));
-        DS_TRY(ds_vae_to_rgb8(&it, res->rgb + (size_t)b * per_rgb, per_rgb, err));
+        ds_tensor host_img = ds_tensor_f32(p->image, 4, 1, 3, H, W);
+        if (p->pl.device.kind != DS_DEVICE_CPU)
+            DS_TRY(ds_tensor_read_f32(p->image, &it, p->staging, p->staging_bytes, err));
+        DS_TRY(ds_vae_to_rgb8(&host_img, res->rgb + (size_t)b * per_rgb, per_rgb, err));
     }
     return DS_OK;
 }

@@ -14,6 +14,7 @@
 
 #include "blocks.h"
 #include "scheduler.h"
+#include "placement.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -27,6 +28,10 @@ typedef struct ds_pipeline_opts {
     int max_txt_tokens; /* FLUX: longest prompt_embeds sequence [512] */
     bool     random_weights; /* ignore weight files: seeded random weights from the configs alone */
     uint64_t weights_seed;   /* seed for random_weights */
+    ds_placement placement;  /* where the transformer and the VAE run; zeroed = CPU f32. On CUDA the
+                                calling thread needs a bound ds_cuda_ctx for load, generate and free;
+                                the scheduler, CFG combination and noise stay host f32 (per step, the
+                                latents go up and the model output comes down once) */
 } ds_pipeline_opts;
 
 /* Called after each denoising step (1-based `step` of `n_steps`) with the scheduler's current sample:

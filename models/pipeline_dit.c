@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "pipeline_impl.h"
+#include "tensor_io.h"
 
 ds_status ds_pipeline_dit_load(ds_pipeline *p, ds_err *err) {
     const ds_component *tc, *vc;
@@ -27,7 +28,7 @@ ds_status ds_pipeline_dit_load(ds_pipeline *p, ds_err *err) {
     int max_px = p->opts.max_width > p->opts.max_height ? p->opts.max_width : p->opts.max_height;
     int S = max_px > 0 ? max_px / p->vae_scale : (int)cfg.sample_size;
     if (S < 1) return DS_FAIL(err, DS_ERR_INVALID_ARG, "pipeline: max size %d px is below one latent pixel", max_px);
-    DS_TRY(ds_vae_load(vc, 1, S, S, &p->vae, err));
+    DS_TRY(ds_vae_load_on(vc, 1, S, S, &p->pl, &p->vae, err));
     if (ds_vae_latent_channels(p->vae) != cfg.in_channels)
         return DS_FAIL(err, DS_ERR_FORMAT, "%s: vae latent_channels %lld != transformer in_channels %lld",
                        ds_diffusers_dir(p->dir), (long long)ds_vae_latent_channels(p->vae),
@@ -35,7 +36,7 @@ ds_status ds_pipeline_dit_load(ds_pipeline *p, ds_err *err) {
     if (cfg.out_channels != cfg.in_channels && cfg.out_channels != 2 * cfg.in_channels)
         return DS_FAIL(err, DS_ERR_UNSUPPORTED, "DiT out_channels %lld must be in_channels or 2 x in_channels",
                        (long long)cfg.out_channels);
-    DS_TRY(ds_dit_load(tc, 2 * maxB, S, &p->dit, err));
+    DS_TRY(ds_dit_load_on(tc, 2 * maxB, S, &p->pl, &p->dit, err));
     p->latent_ch = (int)cfg.in_channels;
     p->max_h = p->max_w = S;
     const size_t lat = (size_t)maxB * (size_t)cfg.in_channels * (size_t)S * (size_t)S;
@@ -49,6 +50,16 @@ ds_status ds_pipeline_dit_load(ds_pipeline *p, ds_err *err) {
     DS_TRY(ds_pipeline_alloc(&p->tsteps, 2 * (size_t)maxB, "timesteps", err));
     p->labels = calloc(2 * (size_t)maxB, sizeof(int32_t));
     if (!p->labels) return DS_FAIL(err, DS_ERR_OOM, "pipeline: out of memory");
+    /* the transformer's view of xin / xout (device buffers on CUDA), the VAE's, and the runner's streams */
+    const ds_dtype dt = p->pl.dtype;
+    DS_TRY(ds_pipeline_place(p, &p->t_xin, p->xin, dt, 4, (const int64_t[]){2 * maxB, cfg.in_channels, S, S}, err));
+    DS_TRY(ds_pipeline_place(p, &p->t_xout, p->xout, dt, 4, (const int64_t[]){2 * maxB, cfg.out_channels, S, S}, err));
+    DS_TRY(ds_pipeline_place_vae(p, err));
+    if (p->pl.device.kind != DS_DEVICE_CPU) {
+        const int64_t maxN = ds_dit_tokens(p->dit, S), D = cfg.hidden;
+        DS_TRY(ds_pipeline_place(p, &p->t_blk_h, NULL, dt, 3, (const int64_t[]){2 * maxB, maxN, D}, err));
+        DS_TRY(ds_pipeline_place(p, &p->t_blk_c, NULL, dt, 2, (const int64_t[]){2 * maxB, D}, err));
+    }
     const ds_sched_kind kinds[] = {DS_SCHED_DDIM, DS_SCHED_DPMPP_2M};
     return ds_pipeline_build_schedulers(p, kinds, 2, (int64_t)lat, err);
 }
@@ -71,8 +82,14 @@ static ds_status dit_runner_forward(ds_pipeline *p, const ds_block_runner *r, co
     const int64_t TB = xin->shape[0], N = ds_dit_tokens(p->dit, xin->shape[2]), D = cfg->hidden;
     ds_block_state st;
     memset(&st, 0, sizeof st);
-    st.hidden = ds_tensor_f32(p->blk_h, 3, TB, N, D);
-    ds_tensor cond = ds_tensor_f32(p->blk_c, 2, TB, D);
+    ds_tensor cond;
+    if (p->pl.device.kind == DS_DEVICE_CPU) {
+        st.hidden = ds_tensor_f32(p->blk_h, 3, TB, N, D);
+        cond = ds_tensor_f32(p->blk_c, 2, TB, D);
+    } else {
+        st.hidden = ds_tensor_like(&p->t_blk_h, p->t_blk_h.data, 3, (const int64_t[]){TB, N, D});
+        cond = ds_tensor_like(&p->t_blk_c, p->t_blk_c.data, 2, (const int64_t[]){TB, D});
+    }
     DS_TRY(ds_dit_embed(p->dit, xin, p->tsteps, labels, &st.hidden, &cond, err));
     dit_blocks model = {p->dit, &cond};
     const ds_block_list list = {"transformer_blocks", ds_dit_block_count(p->dit), DS_BLOCK_IO_HIDDEN, dit_block_fn, &model};
@@ -120,13 +137,15 @@ ds_status ds_pipeline_dit_generate(ds_pipeline *p, const ds_gen_params *g, ds_ge
         p->labels[b] = g->class_labels[b / per];
         if (cfg_on) p->labels[B + b] = (int32_t)cfg->num_classes; /* the null class */
     }
-    ds_tensor xin = ds_tensor_f32(p->xin, 4, TB, C, S, S);
-    ds_tensor xout = ds_tensor_f32(p->xout, 4, TB, Cout, S, S);
+    /* the transformer's input / output: views over the host buffers on the CPU, device buffers on CUDA */
+    ds_tensor xin = ds_tensor_like(&p->t_xin, p->t_xin.data, 4, (const int64_t[]){TB, C, S, S});
+    ds_tensor xout = ds_tensor_like(&p->t_xout, p->t_xout.data, 4, (const int64_t[]){TB, Cout, S, S});
     const float *ts = ds_scheduler_timesteps(sch);
     const ds_block_runner *runner = g->runner;
     if (runner) {
         const int64_t maxN = ds_dit_tokens(p->dit, p->max_w), D = cfg->hidden, maxTB = 2 * (int64_t)p->opts.max_images;
-        DS_TRY(ds_pipeline_runner_buffers(p, (size_t)(maxTB * maxN * D), (size_t)(maxTB * D), 0, 0, 0, err));
+        if (p->pl.device.kind == DS_DEVICE_CPU)
+            DS_TRY(ds_pipeline_runner_buffers(p, (size_t)(maxTB * maxN * D), (size_t)(maxTB * D), 0, 0, 0, err));
         ds_block_request req;
         memset(&req, 0, sizeof req);
         req.steps = steps;
@@ -136,6 +155,8 @@ ds_status ds_pipeline_dit_generate(ds_pipeline *p, const ds_gen_params *g, ds_ge
         req.list_blocks[0] = ds_dit_block_count(p->dit);
         req.hidden_numel = TB * ds_dit_tokens(p->dit, S) * D;
         req.batched_cfg = cfg_on;
+        req.device = p->pl.device;
+        req.dtype = p->pl.dtype;
         DS_TRY(runner->begin(runner->ctx, &req, err));
     }
     double t0 = ds_pipeline_now_ms();
@@ -143,8 +164,10 @@ ds_status ds_pipeline_dit_generate(ds_pipeline *p, const ds_gen_params *g, ds_ge
         memcpy(p->xin, p->lat, (size_t)n * sizeof(float));
         if (cfg_on) memcpy(p->xin + n, p->lat, (size_t)n * sizeof(float));
         for (int64_t b = 0; b < TB; b++) p->tsteps[b] = ts[i];
+        DS_TRY(ds_tensor_write_f32(&xin, p->xin, p->staging, p->staging_bytes, err)); /* CPU: same memory */
         if (runner) DS_TRY(dit_runner_forward(p, runner, &xin, p->labels, &xout, i, err));
         else DS_TRY(ds_dit_forward(p->dit, &xin, p->tsteps, p->labels, &xout, err));
+        DS_TRY(ds_tensor_read_f32(p->xout, &xout, p->staging, p->staging_bytes, err));
         /* eps = first C channels of each sample; CFG: uncond + g * (cond - uncond), as diffusers in f32 */
         for (int64_t b = 0; b < B; b++) {
             const float *cond = p->xout + b * Cout * S * S;

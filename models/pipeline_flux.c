@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "pipeline_impl.h"
+#include "tensor_io.h"
 
 #define FLUX_DEFAULT_SAMPLE 128 /* FluxPipeline.default_sample_size */
 
@@ -40,7 +41,7 @@ ds_status ds_pipeline_flux_load(ds_pipeline *p, ds_err *err) {
         return DS_FAIL(err, DS_ERR_UNSUPPORTED, "FLUX in_channels %lld is not 4 x latent channels",
                        (long long)cfg.in_channels);
     p->latent_ch = (int)(cfg.in_channels / 4);
-    DS_TRY(ds_vae_load(vc, 1, p->max_h, p->max_w, &p->vae, err));
+    DS_TRY(ds_vae_load_on(vc, 1, p->max_h, p->max_w, &p->pl, &p->vae, err));
     if (ds_vae_latent_channels(p->vae) != p->latent_ch)
         return DS_FAIL(err, DS_ERR_FORMAT, "%s: vae latent_channels %lld != transformer in_channels / 4 = %d",
                        ds_diffusers_dir(p->dir), (long long)ds_vae_latent_channels(p->vae), p->latent_ch);
@@ -49,7 +50,7 @@ ds_status ds_pipeline_flux_load(ds_pipeline *p, ds_err *err) {
                        (long long)cfg.out_channels, (long long)cfg.in_channels);
     const int maxB = p->opts.max_images, maxT = p->opts.max_txt_tokens;
     const int max_tok = (p->max_h / 2) * (p->max_w / 2);
-    DS_TRY(ds_flux_load(tc, maxB, max_tok, maxT, &p->flux, err));
+    DS_TRY(ds_flux_load_on(tc, maxB, max_tok, maxT, &p->pl, &p->flux, err));
     const size_t lat = (size_t)maxB * (size_t)cfg.in_channels * (size_t)max_tok;
     const size_t hpx = (size_t)p->max_h * (size_t)p->vae_scale, wpx = (size_t)p->max_w * (size_t)p->vae_scale;
     DS_TRY(ds_pipeline_alloc(&p->lat, lat, "latents", err));
@@ -63,6 +64,24 @@ ds_status ds_pipeline_flux_load(ds_pipeline *p, ds_err *err) {
     DS_TRY(ds_pipeline_alloc(&p->pooled, 2 * (size_t)maxB * (size_t)cfg.pooled_dim, "pooled embeddings", err));
     DS_TRY(ds_pipeline_alloc(&p->txt_ids, (size_t)maxT * (size_t)cfg.n_axes, "text ids", err));
     DS_TRY(ds_pipeline_alloc(&p->img_ids, (size_t)max_tok * (size_t)cfg.n_axes, "image ids", err));
+    /* the transformer's tensors: views over the host buffers on the CPU, device buffers on CUDA */
+    const ds_dtype dt = p->pl.dtype;
+    const int64_t Cp = cfg.in_channels, D = cfg.hidden;
+    DS_TRY(ds_pipeline_place(p, &p->t_xin, p->lat2, dt, 3, (const int64_t[]){maxB, max_tok, Cp}, err));
+    DS_TRY(ds_pipeline_place(p, &p->t_xout, p->xout, dt, 3, (const int64_t[]){2 * maxB, max_tok, Cp}, err));
+    DS_TRY(ds_pipeline_place(p, &p->t_aux[0], p->txt, dt, 3, (const int64_t[]){2 * maxB, maxT, cfg.joint_dim}, err));
+    DS_TRY(ds_pipeline_place(p, &p->t_aux[1], p->pooled, dt, 2, (const int64_t[]){2 * maxB, cfg.pooled_dim}, err));
+    DS_TRY(ds_pipeline_place_vae(p, err));
+    if (p->pl.device.kind != DS_DEVICE_CPU) { /* the block runner's streams (on the CPU: made on first use) */
+        DS_TRY(ds_pipeline_place(p, &p->t_blk_h, NULL, dt, 3, (const int64_t[]){maxB, max_tok, D}, err));
+        DS_TRY(ds_pipeline_place(p, &p->t_blk_e, NULL, dt, 3, (const int64_t[]){maxB, maxT, D}, err));
+        DS_TRY(ds_pipeline_place(p, &p->t_blk_c, NULL, dt, 2, (const int64_t[]){maxB, D}, err));
+        DS_TRY(ds_pipeline_place(p, &p->t_blk_cat, NULL, dt, 3, (const int64_t[]){maxB, maxT + max_tok, D}, err));
+        DS_TRY(ds_pipeline_place(p, &p->t_blk_cos, NULL, DS_F32, 2, (const int64_t[]){maxT + max_tok, cfg.head_dim},
+                                 err));
+        DS_TRY(ds_pipeline_place(p, &p->t_blk_sin, NULL, DS_F32, 2, (const int64_t[]){maxT + max_tok, cfg.head_dim},
+                                 err));
+    }
     const ds_sched_kind kinds[] = {DS_SCHED_FLOW_EULER};
     return ds_pipeline_build_schedulers(p, kinds, 1, (int64_t)lat, err);
 }
@@ -93,27 +112,31 @@ typedef struct flux_blocks {
     ds_flux      *m;
     ds_tensor     temb;
     ds_flux_rope  rope;
-    float        *cat;
+    ds_tensor     cat;      /* [maxB, maxT + maxN, D] join buffer (model tensor; shape set per call) */
     int           n_double;
 } flux_blocks;
 
-/* hidden_cat [B, T+N, D] -> encoder [B, T, D], hidden [B, N, D] (the inverse of ds_flux_join_streams). */
-static void flux_split(const float *cat, ds_tensor *enc, ds_tensor *hid) {
+/* hidden_cat [B, T+N, D] -> encoder [B, T, D], hidden [B, N, D] (the inverse of ds_flux_join_streams), with
+ * copies on the streams' device (ds_op_convert between equal dtypes is a copy). */
+static ds_status flux_split(const ds_tensor *cat, ds_tensor *enc, ds_tensor *hid, ds_err *err) {
     const int64_t B = hid->shape[0], N = hid->shape[1], T = enc->shape[1], D = hid->shape[2];
     for (int64_t b = 0; b < B; b++) {
-        const float *src = cat + b * (T + N) * D;
-        memcpy((float *)enc->data + b * T * D, src, (size_t)(T * D) * sizeof(float));
-        memcpy((float *)hid->data + b * N * D, src + T * D, (size_t)(N * D) * sizeof(float));
+        ds_tensor src_e = ds_tensor_like(cat, ds_tensor_elem_ptr(cat, b * (T + N) * D), 1, (const int64_t[]){T * D});
+        ds_tensor src_h = ds_tensor_like(cat, ds_tensor_elem_ptr(cat, (b * (T + N) + T) * D), 1, (const int64_t[]){N * D});
+        ds_tensor dst_e = ds_tensor_like(enc, ds_tensor_elem_ptr(enc, b * T * D), 1, (const int64_t[]){T * D});
+        ds_tensor dst_h = ds_tensor_like(hid, ds_tensor_elem_ptr(hid, b * N * D), 1, (const int64_t[]){N * D});
+        DS_TRY(ds_op_convert(&dst_e, &src_e, err));
+        DS_TRY(ds_op_convert(&dst_h, &src_h, err));
     }
+    return DS_OK;
 }
 
 static ds_status flux_single_on_state(flux_blocks *b, int j, ds_block_state *st, ds_err *err) {
     const int64_t B = st->hidden.shape[0], N = st->hidden.shape[1], T = st->encoder.shape[1], D = st->hidden.shape[2];
-    ds_tensor cat = ds_tensor_f32(b->cat, 3, B, T + N, D);
+    ds_tensor cat = ds_tensor_like(&b->cat, b->cat.data, 3, (const int64_t[]){B, T + N, D});
     DS_TRY(ds_flux_join_streams(&st->encoder, &st->hidden, &cat, err));
     DS_TRY(ds_flux_single_block_forward(b->m, j, &cat, &b->temb, &b->rope, err));
-    flux_split(b->cat, &st->encoder, &st->hidden);
-    return DS_OK;
+    return flux_split(&cat, &st->encoder, &st->hidden, err);
 }
 
 static ds_status flux_double_fn(void *model, int i, ds_block_state *st, ds_err *err) {
@@ -151,23 +174,31 @@ static ds_status flux_runner_forward(ds_pipeline *p, const ds_block_runner *r, c
     const ds_flux_config *cfg = ds_flux_get_config(p->flux);
     const int64_t B = packed->shape[0], N = packed->shape[1], T = enc->shape[1], D = cfg->hidden;
     ds_block_state st;
-    st.hidden = ds_tensor_f32(p->blk_h, 3, B, N, D);
-    st.encoder = ds_tensor_f32(p->blk_e, 3, B, T, D);
     flux_blocks model;
     model.m = p->flux;
-    model.temb = ds_tensor_f32(p->blk_c, 2, B, D);
-    model.rope.cos = ds_tensor_f32(p->blk_cos, 2, T + N, cfg->head_dim);
-    model.rope.sin = ds_tensor_f32(p->blk_sin, 2, T + N, cfg->head_dim);
-    model.cat = p->blk_cat;
+    if (p->pl.device.kind == DS_DEVICE_CPU) {
+        st.hidden = ds_tensor_f32(p->blk_h, 3, B, N, D);
+        st.encoder = ds_tensor_f32(p->blk_e, 3, B, T, D);
+        model.temb = ds_tensor_f32(p->blk_c, 2, B, D);
+        model.rope.cos = ds_tensor_f32(p->blk_cos, 2, T + N, cfg->head_dim);
+        model.rope.sin = ds_tensor_f32(p->blk_sin, 2, T + N, cfg->head_dim);
+        model.cat = ds_tensor_f32(p->blk_cat, 3, B, T + N, D);
+    } else {
+        st.hidden = ds_tensor_like(&p->t_blk_h, p->t_blk_h.data, 3, (const int64_t[]){B, N, D});
+        st.encoder = ds_tensor_like(&p->t_blk_e, p->t_blk_e.data, 3, (const int64_t[]){B, T, D});
+        model.temb = ds_tensor_like(&p->t_blk_c, p->t_blk_c.data, 2, (const int64_t[]){B, D});
+        model.rope.cos = ds_tensor_like(&p->t_blk_cos, p->t_blk_cos.data, 2, (const int64_t[]){T + N, cfg->head_dim});
+        model.rope.sin = ds_tensor_like(&p->t_blk_sin, p->t_blk_sin.data, 2, (const int64_t[]){T + N, cfg->head_dim});
+        model.cat = ds_tensor_like(&p->t_blk_cat, p->t_blk_cat.data, 3, (const int64_t[]){B, T + N, D});
+    }
     model.n_double = ds_flux_double_block_count(p->flux);
     DS_TRY(ds_flux_embed(p->flux, packed, enc, pool, p->tsteps, guid, img_ids, txt_ids, &st.hidden, &st.encoder,
                          &model.temb, &model.rope, err));
     ds_block_list lists[2];
     const int nl = flux_lists(p->flux, r->split_lists, &model, lists);
     DS_TRY(r->run(r->ctx, lists, nl, &st, step, call, err));
-    ds_tensor cat = ds_tensor_f32(p->blk_cat, 3, B, T + N, D);
-    DS_TRY(ds_flux_join_streams(&st.encoder, &st.hidden, &cat, err));
-    return ds_flux_final(p->flux, &cat, &model.temb, out, err);
+    DS_TRY(ds_flux_join_streams(&st.encoder, &st.hidden, &model.cat, err));
+    return ds_flux_final(p->flux, &model.cat, &model.temb, out, err);
 }
 
 ds_status ds_pipeline_flux_generate(ds_pipeline *p, const ds_gen_params *g, ds_gen_result *res, ds_err *err) {
@@ -233,12 +264,21 @@ ds_status ds_pipeline_flux_generate(ds_pipeline *p, const ds_gen_params *g, ds_g
         repeat_rows(txt_neg, g->negative_prompt_embeds, trow, per);
         repeat_rows(pool_neg, g->negative_pooled_prompt_embeds, prow, per);
     }
-    ds_tensor enc = ds_tensor_f32(p->txt, 3, B, T, cfg->joint_dim);
-    ds_tensor pool = ds_tensor_f32(p->pooled, 2, B, prow);
-    ds_tensor enc_neg = ds_tensor_f32(txt_neg, 3, B, T, cfg->joint_dim);
-    ds_tensor pool_neg_t = ds_tensor_f32(pool_neg, 2, B, prow);
-    ds_tensor out_c = ds_tensor_f32(p->xout, 3, B, N, Cp);
-    ds_tensor out_u = ds_tensor_f32(p->xout + n, 3, B, N, Cp);
+    /* the transformer's tensors (over the host buffers on the CPU; on CUDA the embeddings go up once here) */
+    const ds_tensor *ta = &p->t_aux[0], *tp = &p->t_aux[1];
+    ds_tensor enc = ds_tensor_like(ta, ta->data, 3, (const int64_t[]){B, T, cfg->joint_dim});
+    ds_tensor pool = ds_tensor_like(tp, tp->data, 2, (const int64_t[]){B, prow});
+    ds_tensor enc_neg = ds_tensor_like(ta, ds_tensor_elem_ptr(ta, B * trow), 3, (const int64_t[]){B, T, cfg->joint_dim});
+    ds_tensor pool_neg_t = ds_tensor_like(tp, ds_tensor_elem_ptr(tp, B * prow), 2, (const int64_t[]){B, prow});
+    DS_TRY(ds_tensor_write_f32(&enc, p->txt, p->staging, p->staging_bytes, err));
+    DS_TRY(ds_tensor_write_f32(&pool, p->pooled, p->staging, p->staging_bytes, err));
+    if (true_cfg) {
+        DS_TRY(ds_tensor_write_f32(&enc_neg, txt_neg, p->staging, p->staging_bytes, err));
+        DS_TRY(ds_tensor_write_f32(&pool_neg_t, pool_neg, p->staging, p->staging_bytes, err));
+    }
+    ds_tensor packed_t = ds_tensor_like(&p->t_xin, p->t_xin.data, 3, (const int64_t[]){B, N, Cp});
+    ds_tensor out_c = ds_tensor_like(&p->t_xout, p->t_xout.data, 3, (const int64_t[]){B, N, Cp});
+    ds_tensor out_u = ds_tensor_like(&p->t_xout, ds_tensor_elem_ptr(&p->t_xout, n), 3, (const int64_t[]){B, N, Cp});
 
     double sig[1000];
     ds_scheduler_flux_sigmas(steps, sig);
@@ -251,9 +291,10 @@ ds_status ds_pipeline_flux_generate(ds_pipeline *p, const ds_gen_params *g, ds_g
     if (runner) {
         const int64_t D = cfg->hidden, maxB = p->opts.max_images, maxN = (p->max_h / 2) * (p->max_w / 2);
         const int64_t mT = maxT;
-        DS_TRY(ds_pipeline_runner_buffers(p, (size_t)(maxB * maxN * D), (size_t)(maxB * D), (size_t)(maxB * mT * D),
-                                          (size_t)(maxB * (mT + maxN) * D), (size_t)((mT + maxN) * cfg->head_dim),
-                                          err));
+        if (p->pl.device.kind == DS_DEVICE_CPU)
+            DS_TRY(ds_pipeline_runner_buffers(p, (size_t)(maxB * maxN * D), (size_t)(maxB * D), (size_t)(maxB * mT * D),
+                                              (size_t)(maxB * (mT + maxN) * D), (size_t)((mT + maxN) * cfg->head_dim),
+                                              err));
         ds_block_request req;
         memset(&req, 0, sizeof req);
         req.steps = steps;
@@ -266,24 +307,29 @@ ds_status ds_pipeline_flux_generate(ds_pipeline *p, const ds_gen_params *g, ds_g
         }
         req.hidden_numel = B * N * D;
         req.encoder_numel = B * T * D;
+        req.device = p->pl.device;
+        req.dtype = p->pl.dtype;
         DS_TRY(runner->begin(runner->ctx, &req, err));
     }
 
     double t0 = ds_pipeline_now_ms();
     for (int i = 0; i < steps; i++) {
         for (int64_t b = 0; b < B; b++) p->tsteps[b] = ts[i] / 1000.0f; /* the pipeline passes timestep / 1000 */
+        DS_TRY(ds_tensor_write_f32(&packed_t, p->lat2, p->staging, p->staging_bytes, err)); /* CPU: same memory */
         if (runner)
-            DS_TRY(flux_runner_forward(p, runner, &packed, &enc, &pool, guid, &img_ids, &txt_ids, &out_c, i, 0, err));
+            DS_TRY(flux_runner_forward(p, runner, &packed_t, &enc, &pool, guid, &img_ids, &txt_ids, &out_c, i, 0, err));
         else
-            DS_TRY(ds_flux_forward(p->flux, &packed, &enc, &pool, p->tsteps, guid, &img_ids, &txt_ids, &out_c, err));
+            DS_TRY(ds_flux_forward(p->flux, &packed_t, &enc, &pool, p->tsteps, guid, &img_ids, &txt_ids, &out_c, err));
+        DS_TRY(ds_tensor_read_f32(p->xout, &out_c, p->staging, p->staging_bytes, err));
         const float *noise = p->xout;
         if (true_cfg) {
             if (runner)
-                DS_TRY(flux_runner_forward(p, runner, &packed, &enc_neg, &pool_neg_t, guid, &img_ids, &txt_ids, &out_u, i,
-                                           1, err));
+                DS_TRY(flux_runner_forward(p, runner, &packed_t, &enc_neg, &pool_neg_t, guid, &img_ids, &txt_ids, &out_u,
+                                           i, 1, err));
             else
-                DS_TRY(ds_flux_forward(p->flux, &packed, &enc_neg, &pool_neg_t, p->tsteps, guid, &img_ids, &txt_ids,
+                DS_TRY(ds_flux_forward(p->flux, &packed_t, &enc_neg, &pool_neg_t, p->tsteps, guid, &img_ids, &txt_ids,
                                        &out_u, err));
+            DS_TRY(ds_tensor_read_f32(p->xout + n, &out_u, p->staging, p->staging_bytes, err));
             const float *c = p->xout, *u = p->xout + n;
             for (int64_t k = 0; k < n; k++) p->eps[k] = u[k] + tcfg * (c[k] - u[k]);
             noise = p->eps;

@@ -46,6 +46,16 @@ struct ds_pipeline {
     float   *blk_e;    /* FLUX [max_images, max_txt, D]                       text stream */
     float   *blk_cat;  /* FLUX [max_images, max_txt + N, D]                   joined streams */
     float   *blk_cos, *blk_sin; /* FLUX [max_txt + N, head_dim]                rope tables */
+    /* Placement (opts.placement): the tensors the models see. On the CPU each is a view over the host
+     * buffer above; on CUDA each owns device memory in the model dtype (f32 for the rope tables), made
+     * at load by ds_pipeline_place. */
+    ds_placement pl;
+    ds_tensor t_xin, t_xout;      /* transformer input / output, shapes as xin / xout */
+    ds_tensor t_vlat, t_img;      /* VAE input [1, C, max_h, max_w] and output [1, 3, H, W] */
+    ds_tensor t_blk_h, t_blk_c, t_blk_e, t_blk_cat, t_blk_cos, t_blk_sin; /* block-runner streams */
+    ds_tensor t_aux[4];           /* model-specific extra inputs (FLUX: txt, pooled, neg txt, neg pooled) */
+    void   *staging;              /* host staging for bf16/f16 transfers (CUDA only) */
+    size_t  staging_bytes;
 };
 
 /* Per-kind load and generate (pipeline_dit.c / pipeline_flux.c). load fills the model fields, latent
@@ -80,6 +90,18 @@ ds_status ds_pipeline_decode(ds_pipeline *p, const float *latents, const int64_t
 /* Allocate p->blk_* (sizes in floats; 0 = not needed) unless already allocated. DS_ERR_OOM. */
 ds_status ds_pipeline_runner_buffers(ds_pipeline *p, size_t h, size_t c, size_t e, size_t cat, size_t rope,
                                      ds_err *err);
+
+/* The placed tensor for a host buffer: on the CPU a contiguous f32 view over `host` (which must exist);
+ * on CUDA device memory of `dtype` and `shape` (owned by the pipeline, freed by ds_pipeline_free) and the
+ * pipeline's staging grows to cover its transfers. DS_ERR_OOM / DS_ERR_DEVICE on CUDA failures. */
+ds_status ds_pipeline_place(ds_pipeline *p, ds_tensor *t, float *host, ds_dtype dtype, int ndim, const int64_t *shape,
+                            ds_err *err);
+
+/* The VAE's device input/output (CUDA only; after vae_scale, latent_ch, max_h and max_w are set). */
+ds_status ds_pipeline_place_vae(ds_pipeline *p, ds_err *err);
+
+/* Allocate p->staging for the largest transfer seen by ds_pipeline_place (CUDA only; no-op otherwise). */
+ds_status ds_pipeline_staging(ds_pipeline *p, ds_err *err);
 
 /* Monotonic milliseconds. */
 double ds_pipeline_now_ms(void);

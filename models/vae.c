@@ -1,13 +1,15 @@
-/* vae.c - AutoencoderKL decoder on the CPU (see vae.h): config parsing, weight loading into an f32
- * weights arena, activation planning (dry run on a plan arena) and the decode itself, built from the
- * ops in kernels/ops.h.
+/* vae.c - AutoencoderKL decoder on any placement (CPU f32, CUDA bf16/f16/f32; see vae.h): config
+ * parsing, weight loading into a weights arena on the model's device (converted to its dtype), activation
+ * planning (dry run on a plan arena) and the decode itself, built from the ops in kernels/ops.h (which run
+ * where the tensors live).
  *
- * Activation layout during a decode (all from the activation arena, taken in this order):
+ * Activation layout during a decode (all from the activation arena on the model's device, in its dtype,
+ * taken in this order):
  *   P, T1, T2   three buffers of the largest activation of the call (B x channels x pixels, over all
  *               stages): P holds the running hidden state, T1/T2 the intermediates of one layer;
- *   S           im2col scratch of the largest 3x3 conv of the call;
- *   attention   q, k, v [B, N, 1, C] and the attention scratch, taken after a mark and rewound when the
- *               mid-block attention is done.
+ *   S           im2col scratch of the largest 3x3 conv of the call (on every device);
+ *   attention   q, k, v [B, N, 1, C] and (CPU only: the CUDA attention is tiled) the attention scratch,
+ *               taken after a mark and rewound when the mid-block attention is done.
  * Every size grows with B, h and w, so the dry run at (max_batch, max_h, max_w) bounds every call. */
 #include "vae.h"
 
@@ -20,6 +22,7 @@
 
 #include "arena.h"
 #include "ops.h"
+#include "tensor_io.h"
 
 #define VAE_EPS 1e-6f /* every GroupNorm of the decoder (resnets, attention, conv_norm_out) */
 
@@ -63,6 +66,11 @@ struct ds_vae {
     vae_resnet   *resnets;    /* n_blocks * (layers_per_block + 1) */
     vae_norm      norm_out;   /* [block_out_channels[0]] */
     vae_conv      conv_out;   /* [out_channels, block_out_channels[0], 3, 3] */
+    ds_tensor     ones;       /* off the CPU with shift_factor != 0: [max_batch * Cl * max_h * max_w] of 1 for
+                                 z = latents / scaling_factor + shift_factor as one ds_op_axpby */
+    ds_placement  pl;         /* device and dtype of weights and activations */
+    void         *staging;    /* host staging for uploads: load time only (CUDA; NULL on the CPU) */
+    size_t        staging_bytes; /* its size; during planning, the largest upload seen */
     ds_arena      weights;
     ds_arena      acts;
 };
@@ -155,17 +163,26 @@ ds_status ds_vae_config_parse(const ds_config *cfg, ds_vae_config *out, ds_err *
 /* ---- weights --------------------------------------------------------------------------------- */
 
 /* One pass over every decoder tensor. With plan set, only sizes are taken (from a plan arena, nothing
- * is read); otherwise each tensor is read (converted to f32) into its arena slot. */
+ * is read; the largest upload is recorded for the staging buffer); otherwise each tensor is read
+ * (converted to the model's dtype, uploaded to its device) into its arena slot. */
 typedef struct vae_loader {
+    ds_vae           *v;
     const ds_weights *w;
     ds_arena         *arena;
     bool              plan;
 } vae_loader;
 
+static void note_upload(vae_loader *L, size_t bytes) {
+    if (bytes > L->v->staging_bytes) L->v->staging_bytes = bytes;
+}
+
 static ds_status load_tensor(vae_loader *L, const char *name, const char *legacy, int ndim, const int64_t *shape,
                              ds_tensor *out, ds_err *err) {
-    DS_TRY(ds_arena_tensor(L->arena, DS_F32, ndim, shape, out, err));
-    if (L->plan) return DS_OK;
+    DS_TRY(ds_arena_tensor(L->arena, L->v->pl.dtype, ndim, shape, out, err));
+    if (L->plan) {
+        note_upload(L, (size_t)ds_tensor_nbytes(out));
+        return DS_OK;
+    }
     const char *use = name;
     if (!ds_weights_find(L->w, name)) {
         if (legacy && ds_weights_find(L->w, legacy)) {
@@ -175,7 +192,7 @@ static ds_status load_tensor(vae_loader *L, const char *name, const char *legacy
                            legacy ? " (or legacy '" : "", legacy ? legacy : "", legacy ? "')" : "");
         }
     }
-    return ds_weights_read(L->w, use, DS_F32, out->data, (size_t)ds_tensor_nbytes(out), ndim, shape, err);
+    return ds_weights_read_placed(L->w, use, out, ndim, shape, L->v->staging, L->v->staging_bytes, err);
 }
 
 /* "<prefix>.weight" [cout, cin, k, k] (k == 0: a linear [cout, cin]) and "<prefix>.bias" [cout]. */
@@ -264,7 +281,24 @@ static ds_status load_all(ds_vae *v, vae_loader *L, ds_err *err) {
         prev = u->cout;
     }
     DS_TRY(load_norm(L, "decoder.conv_norm_out", c->block_out_channels[0], &v->norm_out, err));
-    return load_conv(L, "decoder.conv_out", NULL, c->out_channels, c->block_out_channels[0], 3, &v->conv_out, err);
+    DS_TRY(load_conv(L, "decoder.conv_out", NULL, c->out_channels, c->block_out_channels[0], 3, &v->conv_out, err));
+    if (v->pl.device.kind == DS_DEVICE_CPU || c->shift_factor == 0.0) return DS_OK;
+    /* the ones of the unscale's axpby (off the CPU, for a shift): filled in the staging buffer, uploaded */
+    const int64_t n_ones = (int64_t)v->max_batch * cl * v->max_h * v->max_w;
+    DS_TRY(ds_arena_tensor(L->arena, v->pl.dtype, 1, &n_ones, &v->ones, err));
+    const size_t es = ds_dtype_size(v->pl.dtype), bytes = (size_t)n_ones * es;
+    if (L->plan) {
+        note_upload(L, bytes);
+        return DS_OK;
+    }
+    if (!v->staging || v->staging_bytes < bytes)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "vae: %zu bytes of staging needed for the ones, %zu given", bytes,
+                       v->staging ? v->staging_bytes : 0);
+    const float one = 1.0f;
+    char *st = v->staging;
+    ds_convert(st, v->pl.dtype, &one, DS_F32, 1);
+    for (int64_t i = 1; i < n_ones; i++) memcpy(st + (size_t)i * es, st, es);
+    return ds_tensor_write_raw(&v->ones, st, bytes, err);
 }
 
 /* ---- decode ---------------------------------------------------------------------------------- */
@@ -299,7 +333,7 @@ typedef struct vae_run {
     ds_vae *v;
     bool    plan; /* dry run on a plan arena: take memory, run no op */
     int64_t B;
-    float  *P, *T1, *T2; /* each of vae_need's act floats */
+    void   *P, *T1, *T2; /* each of vae_need's act elements, in the model's dtype on its device */
     void   *S;
     size_t  S_bytes;
 } vae_run;
@@ -309,30 +343,26 @@ typedef struct vae_run {
         if (!(run)->plan) DS_TRY(expr); \
     } while (0)
 
-static ds_tensor t4(float *p, int64_t b, int64_t c, int64_t h, int64_t w) { return ds_tensor_f32(p, 4, b, c, h, w); }
-
-/* dst [B, S, R] <- src [B, R, S] (blocked transpose of the last two dims). */
-static void transpose_last2(float *restrict dst, const float *restrict src, int64_t B, int64_t R, int64_t S) {
-    enum { TB = 32 };
-    for (int64_t b = 0; b < B; b++) {
-        const float *s = src + b * R * S;
-        float *d = dst + b * R * S;
-        for (int64_t r0 = 0; r0 < R; r0 += TB)
-            for (int64_t c0 = 0; c0 < S; c0 += TB) {
-                const int64_t r1 = r0 + TB < R ? r0 + TB : R, c1 = c0 + TB < S ? c0 + TB : S;
-                for (int64_t r = r0; r < r1; r++)
-                    for (int64_t cc = c0; cc < c1; cc++) d[cc * R + r] = s[r * S + cc];
-            }
-    }
+/* A contiguous tensor over activation memory p, in the model's dtype on its device. */
+static ds_tensor tn(const vae_run *run, void *p, int ndim, const int64_t *shape) {
+    ds_tensor t = ds_tensor_make(p, run->v->pl.dtype, ndim, shape);
+    t.device = run->v->pl.device;
+    return t;
+}
+static ds_tensor t3(const vae_run *run, void *p, int64_t a, int64_t b, int64_t c) {
+    return tn(run, p, 3, (const int64_t[]){a, b, c});
+}
+static ds_tensor t4(const vae_run *run, void *p, int64_t b, int64_t c, int64_t h, int64_t w) {
+    return tn(run, p, 4, (const int64_t[]){b, c, h, w});
 }
 
 /* P [B, cin, H, W] -> P [B, cout, H, W]: ResnetBlock2D without time embedding. */
 static ds_status resnet_fwd(vae_run *run, const vae_resnet *r, int64_t H, int64_t W, ds_err *err) {
     const int64_t B = run->B, G = run->v->cfg.norm_num_groups;
-    ds_tensor x = t4(run->P, B, r->cin, H, W);      // [B, cin, H, W]
-    ds_tensor h1 = t4(run->T1, B, r->cin, H, W);    // [B, cin, H, W]
-    ds_tensor h2 = t4(run->T2, B, r->cout, H, W);   // [B, cout, H, W]
-    ds_tensor h3 = t4(run->T1, B, r->cout, H, W);   // [B, cout, H, W]
+    ds_tensor x = t4(run, run->P, B, r->cin, H, W);      // [B, cin, H, W]
+    ds_tensor h1 = t4(run, run->T1, B, r->cin, H, W);    // [B, cin, H, W]
+    ds_tensor h2 = t4(run, run->T2, B, r->cout, H, W);   // [B, cout, H, W]
+    ds_tensor h3 = t4(run, run->T1, B, r->cout, H, W);   // [B, cout, H, W]
     VAE_OP(run, ds_op_groupnorm(&h1, &x, G, &r->norm1.w, &r->norm1.b, VAE_EPS, err));
     VAE_OP(run, ds_op_silu(&h1, &h1, err));
     VAE_OP(run, ds_op_conv2d(&h2, &h1, &r->conv1.w, &r->conv1.b, 1, run->S, run->S_bytes, err));
@@ -340,8 +370,8 @@ static ds_status resnet_fwd(vae_run *run, const vae_resnet *r, int64_t H, int64_
     VAE_OP(run, ds_op_silu(&h2, &h2, err));
     VAE_OP(run, ds_op_conv2d(&h3, &h2, &r->conv2.w, &r->conv2.b, 1, run->S, run->S_bytes, err));
     if (r->has_shortcut) {
-        ds_tensor sc = t4(run->T2, B, r->cout, H, W); // [B, cout, H, W]; h2 is dead
-        ds_tensor y = t4(run->P, B, r->cout, H, W);   // [B, cout, H, W]; x is dead once sc is made
+        ds_tensor sc = t4(run, run->T2, B, r->cout, H, W); // [B, cout, H, W]; h2 is dead
+        ds_tensor y = t4(run, run->P, B, r->cout, H, W);   // [B, cout, H, W]; x is dead once sc is made
         VAE_OP(run, ds_op_conv2d(&sc, &x, &r->shortcut.w, &r->shortcut.b, 0, NULL, 0, err));
         VAE_OP(run, ds_op_add(&y, &sc, &h3, err));
     } else {
@@ -354,37 +384,41 @@ static ds_status resnet_fwd(vae_run *run, const vae_resnet *r, int64_t H, int64_
 static ds_status attn_fwd(vae_run *run, ds_arena *arena, const vae_attn *at, int64_t C, int64_t H, int64_t W,
                           ds_err *err) {
     const int64_t B = run->B, N = H * W, G = run->v->cfg.norm_num_groups;
-    ds_tensor x = ds_tensor_f32(run->P, 3, B, C, N);     // [B, C, N]
-    ds_tensor n = ds_tensor_f32(run->T1, 3, B, C, N);    // [B, C, N]
-    ds_tensor tok = ds_tensor_f32(run->T2, 3, B, N, C);  // [B, N, C]
+    ds_tensor x = t3(run, run->P, B, C, N);     // [B, C, N]
+    ds_tensor n = t3(run, run->T1, B, C, N);    // [B, C, N]
+    ds_tensor n4 = t4(run, run->T1, B, C, H, W); // the same, as an image for the transpose
+    ds_tensor tok = t3(run, run->T2, B, N, C);  // [B, N, C]
     VAE_OP(run, ds_op_groupnorm(&n, &x, G, &at->norm.w, &at->norm.b, VAE_EPS, err));
-    if (!run->plan) transpose_last2(run->T2, run->T1, B, C, N);
+    /* [B, C, N] -> [B, N, C]: patchify with p = 1 is exactly this transpose */
+    VAE_OP(run, ds_op_patchify(&tok, &n4, 1, err));
 
     const size_t mark = ds_arena_mark(arena);
     const int64_t shp[4] = {B, N, 1, C};
+    const ds_dtype dt = run->v->pl.dtype;
     ds_tensor q4, k4, v4;
-    ds_status s = ds_arena_tensor(arena, DS_F32, 4, shp, &q4, err);        // [B, N, 1, C]
-    if (s == DS_OK) s = ds_arena_tensor(arena, DS_F32, 4, shp, &k4, err);  // [B, N, 1, C]
-    if (s == DS_OK) s = ds_arena_tensor(arena, DS_F32, 4, shp, &v4, err);  // [B, N, 1, C]
-    const size_t scr_bytes = ds_op_attention_scratch_bytes(N, N, C);
+    ds_status s = ds_arena_tensor(arena, dt, 4, shp, &q4, err);        // [B, N, 1, C]
+    if (s == DS_OK) s = ds_arena_tensor(arena, dt, 4, shp, &k4, err);  // [B, N, 1, C]
+    if (s == DS_OK) s = ds_arena_tensor(arena, dt, 4, shp, &v4, err);  // [B, N, 1, C]
+    /* the CUDA attention is tiled and needs no scratch */
+    const size_t scr_bytes = run->v->pl.device.kind == DS_DEVICE_CPU ? ds_op_attention_scratch_bytes(N, N, C) : 0;
     void *scr = NULL;
     if (s == DS_OK) s = ds_arena_alloc(arena, scr_bytes, 0, &scr, err);
     if (s == DS_OK && !run->plan) {
-        ds_tensor q = ds_tensor_f32(q4.data, 3, B, N, C), k = ds_tensor_f32(k4.data, 3, B, N, C);
-        ds_tensor v = ds_tensor_f32(v4.data, 3, B, N, C);
-        ds_tensor o4 = ds_tensor_f32(run->T1, 4, B, N, 1, C); // [B, N, 1, C]; the normed x is dead
-        ds_tensor o = ds_tensor_f32(run->T1, 3, B, N, C);
-        ds_tensor proj = ds_tensor_f32(q4.data, 3, B, N, C);  // [B, N, C]; q is dead after attention
-        ds_tensor back = ds_tensor_f32(run->T2, 3, B, C, N);  // [B, C, N]; tokens are dead
+        ds_tensor q = t3(run, q4.data, B, N, C), k = t3(run, k4.data, B, N, C);
+        ds_tensor v = t3(run, v4.data, B, N, C);
+        ds_tensor o4 = tn(run, run->T1, 4, shp);     // [B, N, 1, C]; the normed x is dead
+        ds_tensor o = t3(run, run->T1, B, N, C);
+        ds_tensor proj = t3(run, q4.data, B, N, C);  // [B, N, C]; q is dead after attention
+        ds_tensor back = t4(run, run->T2, B, C, H, W); // [B, C, H, W]; tokens are dead
+        ds_tensor back3 = t3(run, run->T2, B, C, N);
         s = ds_op_linear(&q, &tok, &at->q.w, &at->q.b, err);
         if (s == DS_OK) s = ds_op_linear(&k, &tok, &at->k.w, &at->k.b, err);
         if (s == DS_OK) s = ds_op_linear(&v, &tok, &at->v.w, &at->v.b, err);
         if (s == DS_OK) s = ds_op_attention(&o4, &q4, &k4, &v4, NULL, 0.0f, scr, scr_bytes, err);
         if (s == DS_OK) s = ds_op_linear(&proj, &o, &at->o.w, &at->o.b, err);
-        if (s == DS_OK) {
-            transpose_last2(run->T2, q4.data, B, N, C);
-            s = ds_op_add(&x, &x, &back, err);
-        }
+        /* [B, N, C] -> [B, C, N]: unpatchify with p = 1 is exactly the inverse transpose */
+        if (s == DS_OK) s = ds_op_unpatchify(&back, &proj, 1, err);
+        if (s == DS_OK) s = ds_op_add(&x, &x, &back3, err);
     }
     ds_arena_rewind(arena, mark);
     return s;
@@ -392,22 +426,44 @@ static ds_status attn_fwd(vae_run *run, ds_arena *arena, const vae_attn *at, int
 
 /* P [B, C, H, W] -> P [B, C, 2H, 2W]: nearest 2x, then the 3x3 conv. */
 static ds_status upsample_fwd(vae_run *run, const vae_conv *cv, int64_t C, int64_t H, int64_t W, ds_err *err) {
-    ds_tensor x = t4(run->P, run->B, C, H, W);          // [B, C, H, W]
-    ds_tensor u = t4(run->T1, run->B, C, 2 * H, 2 * W); // [B, C, 2H, 2W]
-    ds_tensor y = t4(run->P, run->B, C, 2 * H, 2 * W);  // [B, C, 2H, 2W]
+    ds_tensor x = t4(run, run->P, run->B, C, H, W);          // [B, C, H, W]
+    ds_tensor u = t4(run, run->T1, run->B, C, 2 * H, 2 * W); // [B, C, 2H, 2W]
+    ds_tensor y = t4(run, run->P, run->B, C, 2 * H, 2 * W);  // [B, C, 2H, 2W]
     VAE_OP(run, ds_op_upsample_nearest2x(&u, &x, err));
     VAE_OP(run, ds_op_conv2d(&y, &u, &cv->w, &cv->b, 1, run->S, run->S_bytes, err));
     return DS_OK;
 }
 
-/* Copy P (shape of `want`) into the tap if there is one. Shapes were checked up front. */
-static void tap_copy(const vae_run *run, ds_tensor *tap, const float *src) {
-    if (!run->plan && tap) memcpy(tap->data, src, (size_t)ds_tensor_nbytes(tap));
+/* Copy src (the tap's shape) into the tap if there is one: a device-to-device copy (a memmove on the
+ * CPU). Shapes, device and dtype were checked up front. */
+static ds_status tap_copy(const vae_run *run, ds_tensor *tap, void *src, ds_err *err) {
+    if (run->plan || !tap) return DS_OK;
+    ds_tensor from = tn(run, src, tap->ndim, tap->shape);
+    return ds_op_convert(tap, &from, err);
+}
+
+/* z = latents / scaling_factor + shift_factor into z. On the CPU in f32 exactly as torch does it (a true
+ * division, scalars cast to f32: the diffusers reference); off the CPU one ds_op_axpby with fp32 arithmetic,
+ * z = (1 / scaling_factor)·latents + shift_factor·ones (within an ulp of the division before the store's
+ * rounding). */
+static ds_status unscale(const vae_run *run, ds_tensor *z, const ds_tensor *latents, ds_err *err) {
+    const ds_vae *v = run->v;
+    const float sf = (float)v->cfg.scaling_factor, sh = (float)v->cfg.shift_factor;
+    if (v->pl.device.kind == DS_DEVICE_CPU) {
+        const float *lat = latents->data;
+        float *zp = z->data;
+        const int64_t nz = ds_tensor_numel(z);
+        for (int64_t i = 0; i < nz; i++) zp[i] = lat[i] / sf + sh;
+        return DS_OK;
+    }
+    if (!v->ones.data) return ds_op_axpby(z, 1.0f / sf, latents, 0.0f, NULL, err);
+    ds_tensor ones = ds_tensor_like(&v->ones, v->ones.data, z->ndim, z->shape);
+    return ds_op_axpby(z, 1.0f / sf, latents, sh, &ones, err);
 }
 
 /* The whole decode on [B, Cl, h, w]. In plan mode latents/image/taps are ignored (may be NULL). */
 static ds_status decode_run(ds_vae *v, ds_arena *arena, bool plan, int64_t B, int64_t h, int64_t w,
-                            const float *latents, ds_tensor *image, const ds_vae_taps *taps, ds_err *err) {
+                            const ds_tensor *latents, ds_tensor *image, const ds_vae_taps *taps, ds_err *err) {
     const ds_vae_config *c = &v->cfg;
     const int n = c->n_blocks;
     const int64_t cl = c->latent_channels, ctop = c->block_out_channels[n - 1], c0 = c->block_out_channels[0];
@@ -418,38 +474,34 @@ static ds_status decode_run(ds_vae *v, ds_arena *arena, bool plan, int64_t B, in
     size_t scratch = 0;
     vae_need(v, B, h, w, &act, &scratch);
     vae_run run = {.v = v, .plan = plan, .B = B, .S_bytes = scratch};
-    void *p;
-    DS_TRY(ds_arena_alloc(arena, (size_t)act * sizeof(float), 0, &p, err));
-    run.P = p;
-    DS_TRY(ds_arena_alloc(arena, (size_t)act * sizeof(float), 0, &p, err));
-    run.T1 = p;
-    DS_TRY(ds_arena_alloc(arena, (size_t)act * sizeof(float), 0, &p, err));
-    run.T2 = p;
+    const size_t act_bytes = (size_t)act * ds_dtype_size(v->pl.dtype);
+    DS_TRY(ds_arena_alloc(arena, act_bytes, 0, &run.P, err));
+    DS_TRY(ds_arena_alloc(arena, act_bytes, 0, &run.T1, err));
+    DS_TRY(ds_arena_alloc(arena, act_bytes, 0, &run.T2, err));
     DS_TRY(ds_arena_alloc(arena, scratch, 0, &run.S, err));
 
-    /* z = latents / scaling_factor + shift_factor, in f32 as torch does it (scalars cast to f32). */
+    /* z = latents / scaling_factor + shift_factor */
     if (!plan) {
-        const float sf = (float)c->scaling_factor, sh = (float)c->shift_factor;
-        const int64_t nz = B * cl * h * w;
-        for (int64_t i = 0; i < nz; i++) run.P[i] = latents[i] / sf + sh;
+        ds_tensor z = t4(&run, run.P, B, cl, h, w);
+        DS_TRY(unscale(&run, &z, latents, err));
     }
-    tap_copy(&run, taps->z, run.P);
+    DS_TRY(tap_copy(&run, taps->z, run.P, err));
     if (c->post_quant_conv) {
-        ds_tensor x = t4(run.P, B, cl, h, w), y = t4(run.T1, B, cl, h, w); // [B, Cl, h, w]
+        ds_tensor x = t4(&run, run.P, B, cl, h, w), y = t4(&run, run.T1, B, cl, h, w); // [B, Cl, h, w]
         VAE_OP(&run, ds_op_conv2d(&y, &x, &v->post_quant.w, &v->post_quant.b, 0, NULL, 0, err));
-        float *t = run.P; run.P = run.T1; run.T1 = t;
-        tap_copy(&run, taps->post_quant, run.P);
+        void *t = run.P; run.P = run.T1; run.T1 = t;
+        DS_TRY(tap_copy(&run, taps->post_quant, run.P, err));
     }
     {
-        ds_tensor x = t4(run.P, B, cl, h, w), y = t4(run.T1, B, ctop, h, w); // -> [B, C_top, h, w]
+        ds_tensor x = t4(&run, run.P, B, cl, h, w), y = t4(&run, run.T1, B, ctop, h, w); // -> [B, C_top, h, w]
         VAE_OP(&run, ds_op_conv2d(&y, &x, &v->conv_in.w, &v->conv_in.b, 1, run.S, run.S_bytes, err));
-        float *t = run.P; run.P = run.T1; run.T1 = t;
-        tap_copy(&run, taps->conv_in, run.P);
+        void *t = run.P; run.P = run.T1; run.T1 = t;
+        DS_TRY(tap_copy(&run, taps->conv_in, run.P, err));
     }
     DS_TRY(resnet_fwd(&run, &v->mid_res[0], h, w, err));
     if (c->mid_attention) DS_TRY(attn_fwd(&run, arena, &v->mid_attn, ctop, h, w, err));
     DS_TRY(resnet_fwd(&run, &v->mid_res[1], h, w, err));
-    tap_copy(&run, taps->mid, run.P);
+    DS_TRY(tap_copy(&run, taps->mid, run.P, err));
 
     int64_t H = h, W = w;
     for (int i = 0; i < n; i++) {
@@ -460,10 +512,10 @@ static ds_status decode_run(ds_vae *v, ds_arena *arena, bool plan, int64_t B, in
             H *= 2;
             W *= 2;
         }
-        tap_copy(&run, taps->up[i], run.P);
+        DS_TRY(tap_copy(&run, taps->up[i], run.P, err));
     }
     {
-        ds_tensor x = t4(run.P, B, c0, H, W), nrm = t4(run.T1, B, c0, H, W); // [B, C0, s*h, s*w]
+        ds_tensor x = t4(&run, run.P, B, c0, H, W), nrm = t4(&run, run.T1, B, c0, H, W); // [B, C0, s*h, s*w]
         VAE_OP(&run, ds_op_groupnorm(&nrm, &x, c->norm_num_groups, &v->norm_out.w, &v->norm_out.b, VAE_EPS, err));
         VAE_OP(&run, ds_op_silu(&nrm, &nrm, err));
         VAE_OP(&run, ds_op_conv2d(image, &nrm, &v->conv_out.w, &v->conv_out.b, 1, run.S, run.S_bytes, err));
@@ -474,7 +526,7 @@ static ds_status decode_run(ds_vae *v, ds_arena *arena, bool plan, int64_t B, in
 /* ---- load / free / accessors ----------------------------------------------------------------- */
 
 static ds_status vae_load_impl(const ds_config *cfg, const ds_weights *w, int max_batch, int max_h, int max_w,
-                               ds_vae **out, ds_err *err) {
+                               const ds_placement *pl, ds_vae **out, ds_err *err) {
     if (max_batch < 1 || max_h < 1 || max_w < 1)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_vae_load: max_batch %d, max latent %dx%d: each must be >= 1",
                        max_batch, max_h, max_w);
@@ -489,6 +541,7 @@ static ds_status vae_load_impl(const ds_config *cfg, const ds_weights *w, int ma
     ds_vae *v = calloc(1, sizeof *v);
     if (!v) return DS_FAIL(err, DS_ERR_OOM, "ds_vae_load: out of memory");
     v->cfg = c;
+    v->pl = ds_placement_or_cpu(pl);
     v->max_batch = max_batch;
     v->max_h = max_h;
     v->max_w = max_w;
@@ -501,19 +554,33 @@ static ds_status vae_load_impl(const ds_config *cfg, const ds_weights *w, int ma
     ds_status s;
     ds_arena plan;
     ds_arena_init_plan(&plan, DS_ARENA_WEIGHTS, "vae weights plan");
-    vae_loader L = {.w = w, .arena = &plan, .plan = true};
+    vae_loader L = {.v = v, .w = w, .arena = &plan, .plan = true};
     s = load_all(v, &L, err);
-    if (s == DS_OK) s = ds_arena_init_host(&v->weights, plan.high_water, DS_ARENA_WEIGHTS, "vae weights", err);
+    if (s == DS_OK)
+        s = ds_arena_init_device(&v->weights, plan.high_water, v->pl.device, DS_ARENA_WEIGHTS, "vae weights", err);
+    if (s == DS_OK) {
+        if (v->pl.device.kind == DS_DEVICE_CPU) {
+            v->staging_bytes = 0; /* weights are read in place */
+        } else if (!(v->staging = malloc(v->staging_bytes ? v->staging_bytes : 1))) {
+            s = DS_FAIL(err, DS_ERR_OOM, "ds_vae_load: cannot allocate %zu bytes of staging", v->staging_bytes);
+        }
+    }
     if (s == DS_OK) {
         L.arena = &v->weights;
         L.plan = false;
         s = load_all(v, &L, err);
     }
+    /* nothing is uploaded after the load */
+    free(v->staging);
+    v->staging = NULL;
+    v->staging_bytes = 0;
     if (s == DS_OK) {
         ds_arena_init_plan(&plan, DS_ARENA_ACTIVATIONS, "vae activations plan");
         s = decode_run(v, &plan, true, max_batch, max_h, max_w, NULL, NULL, NULL, err);
     }
-    if (s == DS_OK) s = ds_arena_init_host(&v->acts, plan.high_water, DS_ARENA_ACTIVATIONS, "vae activations", err);
+    if (s == DS_OK)
+        s = ds_arena_init_device(&v->acts, plan.high_water, v->pl.device, DS_ARENA_ACTIVATIONS, "vae activations",
+                                 err);
     if (s != DS_OK) {
         ds_vae_free(v);
         return s;
@@ -524,12 +591,18 @@ static ds_status vae_load_impl(const ds_config *cfg, const ds_weights *w, int ma
 
 ds_status ds_vae_load(const ds_component *comp, int max_batch, int max_latent_h, int max_latent_w, ds_vae **out,
                       ds_err *err) {
+    return ds_vae_load_on(comp, max_batch, max_latent_h, max_latent_w, NULL, out, err);
+}
+
+ds_status ds_vae_load_on(const ds_component *comp, int max_batch, int max_latent_h, int max_latent_w,
+                         const ds_placement *pl, ds_vae **out, ds_err *err) {
     if (!comp || !out) return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_vae_load: NULL argument");
     *out = NULL;
+    DS_TRY(ds_placement_check(pl, "vae", err));
     if (!comp->config || !comp->weights)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_vae_load: component '%s' has no %s", comp->name ? comp->name : "?",
                        comp->config ? "weights" : "config.json");
-    return vae_load_impl(comp->config, comp->weights, max_batch, max_latent_h, max_latent_w, out, err);
+    return vae_load_impl(comp->config, comp->weights, max_batch, max_latent_h, max_latent_w, pl, out, err);
 }
 
 ds_status ds_vae_load_dir(const char *dir, int max_batch, int max_latent_h, int max_latent_w, ds_vae **out,
@@ -543,7 +616,7 @@ ds_status ds_vae_load_dir(const char *dir, int max_batch, int max_latent_h, int 
     ds_weights *w = NULL;
     DS_TRY(ds_config_open(path, &cfg, err));
     ds_status s = ds_weights_open(dir, &w, err);
-    if (s == DS_OK) s = vae_load_impl(cfg, w, max_batch, max_latent_h, max_latent_w, out, err);
+    if (s == DS_OK) s = vae_load_impl(cfg, w, max_batch, max_latent_h, max_latent_w, NULL, out, err);
     ds_weights_close(w);
     ds_config_close(cfg);
     return s;
@@ -553,11 +626,13 @@ void ds_vae_free(ds_vae *vae) {
     if (!vae) return;
     ds_arena_free(&vae->weights);
     ds_arena_free(&vae->acts);
+    free(vae->staging);
     free(vae->resnets);
     free(vae);
 }
 
 const ds_vae_config *ds_vae_get_config(const ds_vae *vae) { return &vae->cfg; }
+ds_placement ds_vae_placement(const ds_vae *vae) { return vae ? vae->pl : ds_placement_cpu(); }
 int64_t ds_vae_scale_factor(const ds_vae *vae) { return vae->cfg.scale; }
 int64_t ds_vae_latent_channels(const ds_vae *vae) { return vae->cfg.latent_channels; }
 int ds_vae_max_batch(const ds_vae *vae) { return vae->max_batch; }
@@ -568,9 +643,10 @@ size_t ds_vae_activation_bytes(const ds_vae *vae) { return vae->acts.cap; }
 
 /* ---- decode entry points --------------------------------------------------------------------- */
 
-static ds_status check_shape(const ds_tensor *t, const char *what, int64_t b, int64_t c, int64_t h, int64_t w,
-                             ds_err *err) {
-    DS_TRY(ds_tensor_check_f32(t, 4, what, err));
+/* t: a contiguous [b, c, h, w] tensor on the model's device in its dtype. */
+static ds_status check_shape(const ds_vae *vae, const ds_tensor *t, const char *what, int64_t b, int64_t c, int64_t h,
+                             int64_t w, ds_err *err) {
+    DS_TRY(ds_tensor_check_placed(t, 4, vae->pl.device, vae->pl.dtype, what, err));
     if (t->shape[0] != b || t->shape[1] != c || t->shape[2] != h || t->shape[3] != w) {
         char got[64];
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_vae_decode: %s has shape %s, expected [%lld, %lld, %lld, %lld]",
@@ -584,7 +660,7 @@ ds_status ds_vae_decode_taps(ds_vae *vae, const ds_tensor *latents, ds_tensor *i
                              ds_err *err) {
     if (!vae || !latents || !image) return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_vae_decode: NULL argument");
     const ds_vae_config *c = &vae->cfg;
-    DS_TRY(ds_tensor_check_f32(latents, 4, "latents", err));
+    DS_TRY(ds_tensor_check_placed(latents, 4, vae->pl.device, vae->pl.dtype, "latents", err));
     const int64_t B = latents->shape[0], cl = latents->shape[1], h = latents->shape[2], w = latents->shape[3];
     if (cl != c->latent_channels)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_vae_decode: latents have %lld channels, this VAE takes %lld",
@@ -597,7 +673,7 @@ ds_status ds_vae_decode_taps(ds_vae *vae, const ds_tensor *latents, ds_tensor *i
                        "ds_vae_decode: latent %lldx%lld outside 1x1..%dx%d (the maximum planned at load)",
                        (long long)h, (long long)w, vae->max_h, vae->max_w);
     const int64_t s = c->scale;
-    DS_TRY(check_shape(image, "image", B, c->out_channels, s * h, s * w, err));
+    DS_TRY(check_shape(vae, image, "image", B, c->out_channels, s * h, s * w, err));
     {
         const char *ib = image->data, *lb = latents->data;
         if (ib < lb + ds_tensor_nbytes(latents) && lb < ib + ds_tensor_nbytes(image))
@@ -606,14 +682,14 @@ ds_status ds_vae_decode_taps(ds_vae *vae, const ds_tensor *latents, ds_tensor *i
     if (taps) {
         const int n = c->n_blocks;
         const int64_t ctop = c->block_out_channels[n - 1];
-        if (taps->z) DS_TRY(check_shape(taps->z, "tap z", B, cl, h, w, err));
+        if (taps->z) DS_TRY(check_shape(vae, taps->z, "tap z", B, cl, h, w, err));
         if (taps->post_quant) {
             if (!c->post_quant_conv)
                 return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_vae_decode: tap post_quant given, the model has none");
-            DS_TRY(check_shape(taps->post_quant, "tap post_quant", B, cl, h, w, err));
+            DS_TRY(check_shape(vae, taps->post_quant, "tap post_quant", B, cl, h, w, err));
         }
-        if (taps->conv_in) DS_TRY(check_shape(taps->conv_in, "tap conv_in", B, ctop, h, w, err));
-        if (taps->mid) DS_TRY(check_shape(taps->mid, "tap mid", B, ctop, h, w, err));
+        if (taps->conv_in) DS_TRY(check_shape(vae, taps->conv_in, "tap conv_in", B, ctop, h, w, err));
+        if (taps->mid) DS_TRY(check_shape(vae, taps->mid, "tap mid", B, ctop, h, w, err));
         int64_t H = h, W = w;
         for (int i = 0; i < DS_VAE_MAX_BLOCKS; i++) {
             if (i >= n) {
@@ -627,12 +703,12 @@ ds_status ds_vae_decode_taps(ds_vae *vae, const ds_tensor *latents, ds_tensor *i
             if (taps->up[i]) {
                 char what[32];
                 snprintf(what, sizeof what, "tap up[%d]", i);
-                DS_TRY(check_shape(taps->up[i], what, B, vae->up[i].cout, H, W, err));
+                DS_TRY(check_shape(vae, taps->up[i], what, B, vae->up[i].cout, H, W, err));
             }
         }
     }
     const size_t mark = ds_arena_mark(&vae->acts);
-    ds_status st = decode_run(vae, &vae->acts, false, B, h, w, latents->data, image, taps, err);
+    ds_status st = decode_run(vae, &vae->acts, false, B, h, w, latents, image, taps, err);
     ds_arena_rewind(&vae->acts, mark);
     return st;
 }

@@ -13,9 +13,13 @@
 #include "cache.h"
 #include "cli.h"
 #include "config.h"
+#include "device_select.h"
 #include "log.h"
 #include "pipeline.h"
 #include "safetensors.h"
+#ifdef DS_HAVE_CUDA
+#include "cuda/ds_cuda_ops.h"
+#endif
 #ifdef DS_HAVE_PNG
 #include "png_encode.h"
 #endif
@@ -23,7 +27,7 @@
 #define MAX_LABELS 16
 
 typedef struct cli_args {
-    const char *model, *out, *prompt_embeds, *init_noise, *latents_out, *device, *cache, *stats_out;
+    const char *model, *out, *prompt_embeds, *init_noise, *latents_out, *device, *dtype, *cache, *stats_out;
     const char *class_names[MAX_LABELS];
     int32_t     labels[MAX_LABELS];
     int         n_labels, n_names;
@@ -36,7 +40,8 @@ typedef struct cli_args {
 static const char k_usage[] =
     "usage: ditserve generate [--model DIR (default: the demo model)] [--class N | --class-name S]... [--prompt-embeds FILE]\n"
     "         [--width W --height H] [--steps N] [--guidance G] [--true-cfg G] [--num-images N]\n"
-    "         [--scheduler ddim|dpmpp_2m|flow_euler] [--seed S] [--init-noise FILE] [--device cpu|cuda]\n"
+    "         [--scheduler ddim|dpmpp_2m|flow_euler] [--seed S] [--init-noise FILE]\n"
+    "         [--device auto|cpu|cuda|cuda:N (default auto: the GPU when usable)] [--dtype bf16|f16|f32]\n"
     "         [--random-weights] --out PNG [--latents-out FILE]\n"
     "         [--cache CONFIG (JSON file | JSON object | e.g. F8B0_W4MC3_T0O1_R0.12 | none)] [--stats-out FILE]\n";
 
@@ -73,7 +78,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
     memset(a, 0, sizeof *a);
     a->guidance = NAN;
     a->true_cfg = NAN;
-    a->device = "cpu";
+    a->device = "auto";
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
@@ -94,6 +99,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         else if (!strcmp(o, "--init-noise")) a->init_noise = v;
         else if (!strcmp(o, "--latents-out")) a->latents_out = v;
         else if (!strcmp(o, "--device")) a->device = v;
+        else if (!strcmp(o, "--dtype")) a->dtype = v;
         else if (!strcmp(o, "--cache")) a->cache = v;
         else if (!strcmp(o, "--stats-out")) a->stats_out = v;
         else if (!strcmp(o, "--class")) {
@@ -130,8 +136,6 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         a->model = demo;
     }
     if (!a->out) return bad("--out PNG is required%s%s", "", "");
-    if (strcmp(a->device, "cpu") && strncmp(a->device, "cuda", 4))
-        return bad("--device must be cpu, cuda or cuda:N, got '%s'%s", a->device, "");
     return 0;
 }
 
@@ -178,17 +182,29 @@ int ds_cli_generate(int argc, char **argv) {
     cli_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc < 0 ? 0 : rc;
-    if (strcmp(a.device, "cpu")) {
-        fprintf(stderr, "ditserve generate: --device %s: the models run on the CPU backend for now (the CUDA "
-                        "pipeline arrives with the CUDA backend issue)\n", a.device);
-        return 2;
-    }
 #ifndef DS_HAVE_PNG
     fprintf(stderr, "ditserve generate: built without libpng, cannot write %s\n", a.out);
     return 1;
 #else
     ds_err err;
     ds_err_clear(&err);
+    /* --device / --dtype: auto picks the GPU when one is usable, else the CPU (one log line says why) */
+    ds_placement pl;
+    char note[512] = "";
+    if (ds_device_select(a.device, a.dtype, &pl, note, sizeof note, &err) != DS_OK) {
+        fprintf(stderr, "ditserve generate: %s\n", err.msg);
+        return 2;
+    }
+    if (note[0]) DS_LOGI("cli", "%s", note);
+#ifdef DS_HAVE_CUDA
+    ds_cuda_ctx *ctx = NULL; /* one stream + cuBLASLt handle for this process */
+    if (pl.device.kind == DS_DEVICE_CUDA &&
+        (ds_cuda_ctx_create(pl.device.index, 0, &ctx, &err) != DS_OK || ds_cuda_ctx_bind(ctx, &err) != DS_OK)) {
+        fprintf(stderr, "ditserve generate: %s\n", err.msg);
+        ds_cuda_ctx_destroy(ctx);
+        return 1;
+    }
+#endif
     ds_pipeline *p = NULL;
     ds_safetensors *emb = NULL, *noise_st = NULL;
     float *bufs[6] = {0};
@@ -209,6 +225,7 @@ int ds_cli_generate(int argc, char **argv) {
     opts.max_width = a.width;
     opts.max_height = a.height;
     opts.random_weights = a.random_weights != 0;
+    opts.placement = pl;
     opts.weights_seed = a.seed;
     opts.max_images = (a.n_labels + a.n_names > 0 ? a.n_labels + a.n_names : 1) * (a.num_images > 0 ? a.num_images : 1);
     if ((s = ds_pipeline_load(a.model, &opts, &p, &err)) != DS_OK) goto done;
@@ -310,6 +327,9 @@ done:
     ds_safetensors_close(emb);
     ds_safetensors_close(noise_st);
     ds_pipeline_free(p);
+#ifdef DS_HAVE_CUDA
+    ds_cuda_ctx_destroy(ctx);
+#endif
     return exit_code;
 #endif
 }

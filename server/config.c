@@ -16,7 +16,8 @@ typedef struct opt {
 
 static const opt k_opts[] = {
     {"--model", "DITSERVE_MODEL", "NAME=DIR: a diffusers directory to serve as NAME (repeatable)", "the demo model", T_LIST},
-    {"--device", "DITSERVE_DEVICE", "cpu (CUDA devices arrive with the CUDA pipeline)", "cpu", T_STR},
+    {"--device", "DITSERVE_DEVICE", "auto (a GPU when one is usable, else the CPU) | cpu | cuda | cuda:N", "auto", T_STR},
+    {"--dtype", "DITSERVE_DTYPE", "GPU compute dtype: bf16 | f16 | f32 (the CPU computes in f32)", "bf16 on a GPU", T_STR},
     {"--host", "DITSERVE_HOST", "address to listen on", "127.0.0.1", T_STR},
     {"--port", "DITSERVE_PORT", "TCP port (0: any free port)", "8080", T_INT},
     {"--api-key", "DITSERVE_API_KEY", "require Authorization: Bearer KEY (all routes but /health)", "none", T_STR},
@@ -100,6 +101,10 @@ static int apply(ds_server_config *c, int idx, const char *v, char *msg, size_t 
     } else if (!strcmp(f, "--device")) {
         if (strlen(v) >= sizeof c->device) return fail(msg, cap, "%s: '%.100s' is too long", f, v);
         snprintf(c->device, sizeof c->device, "%s", v);
+    } else if (!strcmp(f, "--dtype")) {
+        if (strcmp(v, "bf16") && strcmp(v, "f16") && strcmp(v, "f32"))
+            return fail(msg, cap, "%s must be bf16, f16 or f32, got '%.100s'", f, v);
+        snprintf(c->dtype, sizeof c->dtype, "%s", v);
     } else if (!strcmp(f, "--host")) {
         if (strlen(v) >= sizeof c->host || !v[0]) return fail(msg, cap, "%s: bad host '%.100s'", f, v);
         snprintf(c->host, sizeof c->host, "%s", v);
@@ -139,7 +144,7 @@ static int find_opt(const char *flag, size_t n) {
 
 int ds_server_config_parse(int argc, char **argv, ds_server_config *c, char *msg, size_t cap, FILE *out) {
     memset(c, 0, sizeof *c);
-    snprintf(c->device, sizeof c->device, "cpu");
+    snprintf(c->device, sizeof c->device, "auto");
     snprintf(c->host, sizeof c->host, "127.0.0.1");
     c->port = 8080;
     c->queue_size = 16;
@@ -241,6 +246,12 @@ bool ds_server_config_find_demo(const char *exe, char *buf, size_t cap, char *ms
         snprintf(buf, cap, "%s", b);
         return true;
     }
+#ifdef DS_SOURCE_DEMO_DIR
+    if (is_model_dir(DS_SOURCE_DEMO_DIR)) { /* a build directory outside the source tree */
+        snprintf(buf, cap, "%s", DS_SOURCE_DEMO_DIR);
+        return true;
+    }
+#endif
     snprintf(msg, msg_cap,
              "no --model given and no demo model found: looked for model_index.json in $DITSERVE_DEMO_DIR (unset), "
              "%s and %s; pass --model NAME=DIR",

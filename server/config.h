@@ -18,7 +18,8 @@ typedef struct ds_server_config {
     } models[DS_CFG_MAX_MODELS];
     int  n_models;
     bool demo;                 /* no --model: the demo model as "demo" */
-    char device[32];           /* --device [cpu] */
+    char device[32];           /* --device [auto] */
+    char dtype[8];             /* --dtype ["": bf16 on a GPU, f32 on the CPU] */
     char host[256];            /* --host [127.0.0.1] */
     int  port;                 /* --port [8080]; 0 = any free port (printed at start) */
     char api_key[256];         /* --api-key ["" = open] */
@@ -47,8 +48,9 @@ int ds_server_config_parse(int argc, char **argv, ds_server_config *c, char *msg
 /* Print the server's usage (every flag, its variable and default). */
 void ds_server_config_usage(FILE *f);
 
-/* Find the demo model: $DITSERVE_DEMO_DIR, else <directory of exe>/../../assets/demo (the build tree) and
- * <directory of exe>/../share/ditserve/demo (an install). Returns true with the directory in buf; false
+/* Find the demo model: $DITSERVE_DEMO_DIR, else <directory of exe>/../../assets/demo (the build tree),
+ * <directory of exe>/../share/ditserve/demo (an install) and, last, the source tree the binary was built
+ * from (a build directory elsewhere). Returns true with the directory in buf; false
  * with msg naming the places looked at. */
 bool ds_server_config_find_demo(const char *exe, char *buf, size_t cap, char *msg, size_t msg_cap);
 

@@ -5,6 +5,8 @@
 set -euo pipefail
 pkgs="build-essential cmake pkg-config libopenblas-dev libcjson-dev libpng-dev libmicrohttpd-dev libcriterion-dev"
 pkgs="$pkgs clang libclang-rt-dev curl python3 ${DS_SETUP_EXTRA:-}"
+# tests/browser (headless Chromium) and tests/deploy (YAML manifests)
+pkgs="$pkgs chromium python3-yaml"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

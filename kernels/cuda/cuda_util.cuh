@@ -95,4 +95,119 @@ static inline unsigned ds_cuda_blocks(int64_t n, unsigned threads) {
     return (unsigned)b;
 }
 
+// ---- vector access and reductions (row-wise and elementwise ops) ------------------------------------
+
+// True when p is aligned to `bytes` (a power of two): the host-side condition for ds_ld_vec / ds_st_vec.
+static inline bool ds_cuda_aligned(const void *p, size_t bytes) { return ((uintptr_t)p & (bytes - 1)) == 0; }
+
+// The machine word of a 4-, 8- or 16-byte vector access (other sizes do not compile).
+template <int BYTES> struct ds_vec_word;
+template <> struct ds_vec_word<4> { typedef unsigned int type; };
+template <> struct ds_vec_word<8> { typedef uint2 type; };
+template <> struct ds_vec_word<16> { typedef uint4 type; };
+
+// v[k] = p[i + k] for k < VEC as floats, in one access of VEC * sizeof(T) bytes when VEC > 1 (p + i must be
+// aligned to that many bytes), a plain ds_ld when VEC == 1.
+template <int VEC, typename T>
+__device__ __forceinline__ void ds_ld_vec(const T *p, int64_t i, float *v) {
+    if constexpr (VEC == 1) {
+        v[0] = ds_ld(p, i);
+    } else {
+        typedef typename ds_vec_word<VEC * sizeof(T)>::type W;
+        const W w = *reinterpret_cast<const W *>(p + i);
+        const T *e = reinterpret_cast<const T *>(&w);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) v[k] = ds_ld(e, k);
+    }
+}
+
+// p[i + k] = v[k] for k < VEC, each rounded once to T, stored as one access as in ds_ld_vec.
+template <int VEC, typename T>
+__device__ __forceinline__ void ds_st_vec(T *p, int64_t i, const float *v) {
+    if constexpr (VEC == 1) {
+        ds_st(p, i, v[0]);
+    } else {
+        typedef typename ds_vec_word<VEC * sizeof(T)>::type W;
+        W w;
+        T *e = reinterpret_cast<T *>(&w);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) ds_st(e, k, v[k]);
+        *reinterpret_cast<W *>(p + i) = w;
+    }
+}
+
+// Sum / max over aligned groups of `width` lanes (a power of two <= 32): every lane of the warp calls, and
+// each lane gets its group's result. Max uses fmaxf (a NaN operand is ignored).
+__device__ __forceinline__ float ds_warp_sum(float v, int width) {
+    for (int o = width >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float ds_warp_max(float v, int width) {
+    for (int o = width >> 1; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum / max over the whole block (blockDim.x a multiple of 32, <= 1024): every thread calls it from uniform
+// control flow and gets the result. `red`: 32 floats of shared memory; the call starts with a barrier, so
+// back-to-back calls may share it.
+__device__ __forceinline__ float ds_block_sum(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = ds_warp_sum(v, 32);
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = lane < (int)(blockDim.x >> 5) ? red[lane] : 0.0f;
+    return ds_warp_sum(v, 32);
+}
+__device__ __forceinline__ float ds_block_max(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = ds_warp_max(v, 32);
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = lane < (int)(blockDim.x >> 5) ? red[lane] : -INFINITY;
+    return ds_warp_max(v, 32);
+}
+
+// ---- context scratch and aliasing (context.cu; used by ops_image.cu, ops_attention.cu, ops_linear.cu) ----
+
+// The context's small device scratch for multi-block reductions (256 KiB, allocated at create); *bytes
+// (may be NULL) receives its size. Only work on that context's stream may use it: stream order keeps
+// one op's partials from the next op's. NULL ctx gives NULL and 0.
+extern "C" void *ds_cuda_ctx_scratch(const ds_cuda_ctx *ctx, size_t *bytes);
+
+// True when the byte ranges of a and b (contiguous tensors) overlap; empty tensors overlap nothing.
+static inline bool ds_cuda_overlap(const ds_tensor *a, const ds_tensor *b) {
+    const char *a0 = (const char *)a->data, *b0 = (const char *)b->data;
+    const int64_t na = ds_tensor_nbytes(a), nb = ds_tensor_nbytes(b);
+    if (na <= 0 || nb <= 0) return false;
+    return a0 < b0 + nb && b0 < a0 + na;
+}
+
+// Launch shape of a row-wise kernel in which a group of `tpr` threads owns one row of `nv` vectors and each
+// thread keeps up to `per_thread` of them in registers. tpr is the smallest power of two <= 32 that holds the
+// row (then 256 / tpr rows share a 256-thread block and reduce with ds_warp_*), else a multiple of 32 up to
+// 1024 (one row per block, blockDim.x == tpr, ds_block_*); a row longer than 1024 * per_thread vectors is
+// finished from memory by the kernel. blocks is capped for a grid-stride loop over row groups.
+struct ds_row_layout {
+    int tpr, threads, rows_per_block;
+    unsigned blocks;
+};
+static inline ds_row_layout ds_cuda_row_layout(int64_t rows, int64_t nv, int per_thread) {
+    ds_row_layout l;
+    int64_t need = (nv + per_thread - 1) / per_thread;  // threads to hold the row in registers
+    if (need < 1) need = 1;
+    if (need <= 32) {
+        l.tpr = 1;
+        while (l.tpr < need) l.tpr <<= 1;
+        l.threads = 256;
+    } else {
+        l.tpr = need >= 1024 ? 1024 : (int)((need + 31) / 32 * 32);
+        l.threads = l.tpr;
+    }
+    l.rows_per_block = l.threads / l.tpr;
+    l.blocks = ds_cuda_blocks(rows, (unsigned)l.rows_per_block);
+    return l;
+}
+
 #endif  // DS_CUDA_UTIL_CUH

@@ -62,33 +62,55 @@ ds_status ds_cuda_synchronize(ds_err *err);
  * n > 0 is DS_ERR_INVALID_ARG; a launch failure is DS_ERR_DEVICE. */
 ds_status ds_cuda_rng_normal(uint64_t seed, uint64_t offset, float *d_out, int64_t n, void *stream, ds_err *err);
 
-/* ---- cuBLASLt linear (linear_lt.cu) ------------------------------------------------------- */
+/* ---- cuBLASLt matrix products (linear_lt.cu) ------------------------------------------------ */
 
-/* A cuBLASLt handle plus a device workspace, used by one stream at a time. */
+/* A cuBLASLt handle plus a device workspace and a per-problem algorithm cache, used by one stream (and
+ * one host thread) at a time. */
 typedef struct ds_cuda_lt ds_cuda_lt;
 
 /* Create a handle on the current device with a workspace of `workspace_bytes` (0 allowed; 32 MiB is
- * a good size on Hopper). *lt receives an object the caller releases with ds_cuda_lt_destroy.
- * DS_ERR_OOM if the workspace or the host struct cannot be allocated, DS_ERR_DEVICE if cuBLASLt
- * cannot start. On failure *lt = NULL. */
+ * a good size on Hopper) and an empty 64-entry algorithm cache. *lt receives an object the caller
+ * releases with ds_cuda_lt_destroy. DS_ERR_OOM if the workspace or the host structs cannot be
+ * allocated, DS_ERR_DEVICE if cuBLASLt cannot start. On failure *lt = NULL. */
 ds_status ds_cuda_lt_create(ds_cuda_lt **lt, size_t workspace_bytes, ds_err *err);
 
 /* Release the handle and its workspace (after the work using it has finished). NULL is a no-op. */
 void ds_cuda_lt_destroy(ds_cuda_lt *lt);
 
+/* Algorithm cache: the heuristic's choice is kept per problem (dtype, transposes, M/N/K, leading
+ * dimensions, bias or not, accumulate or not, and the alignment of each matrix pointer) in a fixed
+ * table of 64 entries with least-recently-used replacement, allocated at create: a repeated shape runs
+ * no heuristic, and no call allocates (descriptors live on the stack). Counters since create, for
+ * tests and benchmarks (NULL lt gives 0). */
+void ds_cuda_lt_cache_stats(const ds_cuda_lt *lt, uint64_t *hits, uint64_t *misses);
+
 /* nn.Linear: out[M,N] = x[M,K] . w[N,K]^T + bias[N], all contiguous row-major device memory.
  * dtype DS_F32: x, w, bias, out are f32; fp32 compute, no TF32.
- * dtype DS_BF16: x, w, bias, out are bf16 (uint16 bit patterns); fp32 accumulation, one rounding
- * to bf16 at the end (after the bias add).
+ * dtype DS_BF16 / DS_F16: x, w, bias, out are bf16 / f16 (uint16 bit patterns); fp32 accumulation, one
+ * rounding at the end (after the bias add); split-K partials are kept in fp32 whenever the heuristic
+ * offers such an algorithm.
  * d_bias may be NULL (no bias); when given it must be 16-byte aligned (DS_ERR_INVALID_ARG otherwise).
  * out, x, w need only element alignment (the actual alignment is passed to the algorithm choice).
  * out must not overlap x, w or bias. M == 0 or N == 0 is a no-op;
- * K <= 0, negative sizes, NULL pointers or another dtype are DS_ERR_INVALID_ARG (DS_F16:
- * DS_ERR_UNSUPPORTED). Asynchronous on `stream` (cudaStream_t or NULL); the workspace of `lt` is
- * used, so one lt must not run on two streams at once. cuBLASLt errors are DS_ERR_DEVICE with the
- * cublasStatus_t number; no algorithm for the shape is DS_ERR_UNSUPPORTED. */
+ * K <= 0, negative sizes, NULL pointers or another dtype are DS_ERR_INVALID_ARG. Asynchronous on
+ * `stream` (cudaStream_t or NULL); the workspace of `lt` is used, so one lt must not run on two
+ * streams at once. cuBLASLt errors are DS_ERR_DEVICE with the cublasStatus_t number; no algorithm for
+ * the shape is DS_ERR_UNSUPPORTED. */
 ds_status ds_cuda_linear(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const void *d_x, const void *d_w,
                          const void *d_bias, int64_t M, int64_t K, int64_t N, void *stream, ds_err *err);
+
+/* General row-major product (conv2d's W . im2col): C[M,N] = A[M,K] . B[K,N] + row_bias[M] (added to
+ * every element of row i of C), row-major with leading dimensions (row strides, in elements)
+ * lda >= K, ldb >= N, ldc >= N, so A, B and C may be column slices or row bands of larger matrices.
+ * Types and arithmetic as ds_cuda_linear (one dtype for A, B, C and the bias). The bias needs only
+ * element alignment: it is written into C first (a small kernel) and the product accumulates onto it
+ * (beta = 1, the same fp32 sum and one rounding at the end); d_row_bias NULL means plain C = A.B.
+ * K == 0 writes the bias (or zeros) into C. C must not overlap A, B or the bias. M == 0 or N == 0 is a
+ * no-op; negative sizes, leading dimensions too small, NULL pointers or another dtype are
+ * DS_ERR_INVALID_ARG. Asynchronous on `stream`; errors as ds_cuda_linear. */
+ds_status ds_cuda_gemm_rowmajor(ds_cuda_lt *lt, ds_dtype dtype, void *d_c, int64_t ldc, const void *d_a, int64_t lda,
+                                const void *d_b, int64_t ldb, const void *d_row_bias, int64_t M, int64_t N, int64_t K,
+                                void *stream, ds_err *err);
 
 #ifdef __cplusplus
 }

@@ -74,7 +74,7 @@ struct ds_cuda_lt *ds_cuda_ctx_lt(void);
 
 /* ---- op twins (same contracts as ops.h) ---------------------------------------------------------- */
 
-/* ops_linear.cu: through ds_cuda_linear_ex (bf16/f16/f32; f32 runs fp32 compute, no TF32). */
+/* ops_linear.cu: through ds_cuda_linear (bf16/f16/f32; fp32 accumulation; f32 runs fp32 compute, no TF32). */
 ds_status ds_cuda_op_linear(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
                             ds_err *err);
 

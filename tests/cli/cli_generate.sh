@@ -45,7 +45,7 @@ grep -q 'Fn_compute_blocks' "$tmp/err" || { echo "FAIL bad_cache_field: error do
 # no --model: the demo model, found next to the executable or through $DITSERVE_DEMO_DIR
 check demo_default 0 "$bin" generate --class-name seven --steps 4 --out "$tmp/demo.png"
 is_png "$tmp/demo.png" || { echo "FAIL demo_default: no PNG"; fail=1; }
-check demo_env 0 env DITSERVE_DEMO_DIR="$(dirname "$bin")/../../assets/demo" "$bin" generate --class 3 --steps 2 \
+check demo_env 0 env DITSERVE_DEMO_DIR="$data/../../assets/demo" "$bin" generate --class 3 --steps 2 \
   --out "$tmp/demo_env.png"
 check demo_env_missing 2 env DITSERVE_DEMO_DIR="$tmp/nothing" "$bin" generate --class 3 --out "$tmp/x.png"
 grep -q "DITSERVE_DEMO_DIR=$tmp/nothing has no model_index.json" "$tmp/err" || { echo "FAIL demo_env_missing: message"; fail=1; }
@@ -60,6 +60,14 @@ check unknown_option 2 "$bin" generate --model "$data/ckpt/dit-tiny" --colour re
 check no_model_dir 2 "$bin" generate --model "$tmp/nothing" --class 1 --out "$tmp/x.png"
 check flux_no_embeds 2 "$bin" generate --model "$data/ckpt/flux-tiny" --out "$tmp/x.png"
 # one line per error
+check bad_device 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --device gpu --out "$tmp/x.png"
+grep -q "expected auto, cpu, cuda or cuda:N" "$tmp/err" || { echo "FAIL bad_device: message"; fail=1; }
+check cpu_bf16 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --device cpu --dtype bf16 --out "$tmp/x.png"
+grep -q "CPU backend computes in f32" "$tmp/err" || { echo "FAIL cpu_bf16: message"; fail=1; }
+if "$bin" info 2>/dev/null | grep -q '^cuda_devices: 0'; then # no GPU here: asking for one is a clean error
+  check cuda_absent 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --device cuda --out "$tmp/x.png"
+  grep -q "requested but not usable" "$tmp/err" || { echo "FAIL cuda_absent: message"; fail=1; }
+fi
 check bad_seed 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --seed -4 --out "$tmp/x.png"
 [ "$(wc -l <"$tmp/err")" = 1 ] || { echo "FAIL bad_seed: error is not one line"; cat "$tmp/err"; fail=1; }
 exit $fail

@@ -158,8 +158,10 @@ int main(void) {
 
     /* Contract checks. */
     GPU_CHECK(ds_cuda_linear(lt, DS_F32, NULL, NULL, NULL, NULL, 0, 8, 8, NULL, &e) == DS_OK, "M = 0 is a no-op");
-    GPU_CHECK(ds_cuda_linear(lt, DS_F16, NULL, NULL, NULL, NULL, 1, 8, 8, NULL, &e) == DS_ERR_UNSUPPORTED,
-              "f16 is unsupported");
+    GPU_CHECK(ds_cuda_linear(lt, DS_F16, NULL, NULL, NULL, NULL, 1, 8, 8, NULL, &e) == DS_ERR_INVALID_ARG,
+              "f16 is a supported dtype: NULL pointers are the error");
+    GPU_CHECK(ds_cuda_linear(lt, DS_DTYPE_COUNT, NULL, NULL, NULL, NULL, 1, 8, 8, NULL, &e) == DS_ERR_INVALID_ARG,
+              "an unknown dtype is refused");
     GPU_CHECK(ds_cuda_linear(lt, DS_F32, NULL, NULL, NULL, NULL, 1, 0, 8, NULL, &e) == DS_ERR_INVALID_ARG,
               "K = 0 is invalid");
     GPU_CHECK(ds_cuda_linear(lt, DS_F32, (void *)(uintptr_t)256, (const void *)(uintptr_t)256,

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "device.h"
 #include "engine.h"
 #include "pipeline.h"
 #include "queue.h"
@@ -60,6 +61,7 @@ static ds_engine *start(int queue_size, double ttl, size_t max_bytes, const char
     ds_engine_opts o = {0};
     o.models = &spec;
     o.n_models = 1;
+    o.device = "cpu"; /* the CPU reference, also on a GPU host */
     o.queue_size = queue_size;
     o.job_ttl_s = ttl;
     o.max_retained_bytes = max_bytes;
@@ -269,8 +271,24 @@ Test(engine, bad_inputs_and_load_failure) {
     two[1].name = "b/../c";
     cr_assert_eq(ds_engine_create(&o, &e, &err), DS_ERR_INVALID_ARG);
     o.n_models = 1;
-    o.device = "cuda:0";
+    o.device = "gpu";
+    cr_assert_eq(ds_engine_create(&o, &e, &err), DS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "expected auto, cpu, cuda or cuda:N") != NULL, "%s", err.msg);
+    o.device = "cpu";
+    o.dtype = "bf16";
     cr_assert_eq(ds_engine_create(&o, &e, &err), DS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "CPU backend computes in f32") != NULL, "%s", err.msg);
+    o.dtype = NULL;
+    {
+        int n = 0;
+        ds_err e2;
+        if (ds_device_cuda_count(&n, &e2) != DS_OK || n == 0) { /* no GPU here: asking for one is a clean error */
+            o.device = "cuda:0";
+            cr_assert_eq(ds_engine_create(&o, &e, &err), DS_ERR_DEVICE);
+            cr_assert(strstr(err.msg, "cuda:0 requested but not usable") != NULL, "%s", err.msg);
+        }
+    }
+    o.device = NULL;
 
     e = start(2, 600, 0, "/nonexistent/ditserve-model");
     cr_assert_neq(ds_engine_wait_ready(e, 60, &err), DS_OK);

@@ -1,0 +1,62 @@
+// ops_linear.cu - the CUDA twin of ds_op_linear (nn.Linear): argument checks in the ops.h contract, then one
+// cuBLASLt product through ds_cuda_linear (linear_lt.cu) with the current context's handle, workspace,
+// algorithm cache and stream. f32 runs fp32 compute (no TF32); bf16/f16 accumulate in fp32 and round once.
+// The bias rides the cuBLASLt epilogue, which wants it 16-byte aligned: model weights come from a
+// 256-byte aligned arena, and any other bias pointer is refused with DS_ERR_INVALID_ARG before launch.
+#include "cuda_util.cuh"
+#include "ds_cuda.h"
+
+// K == 0 (an empty sum): out[i, j] = bias[j] (or 0). out [M, N], bias [N] or NULL.
+template <typename T>
+__global__ void linear_empty_kernel(T *out, const T *bias, int64_t M, int64_t N) {
+    const int64_t n = M * N;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x)
+        ds_st(out, e, bias ? ds_ld(bias, e % N) : 0.0f);
+}
+
+extern "C" ds_status ds_cuda_op_linear(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
+                                       ds_err *err) {
+    static const char op[] = "linear";
+    DS_TRY(ds_cuda_check(x, -1, -1, op, "x", err));
+    const int dt = (int)x->dtype;
+    DS_TRY(ds_cuda_check(w, 2, dt, op, "weight", err));
+    DS_TRY(ds_cuda_check(out, -1, dt, op, "out", err));
+    if (bias) DS_TRY(ds_cuda_check(bias, 1, dt, op, "bias", err));
+    char b1[96], b2[96];
+    if (x->ndim < 1) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: x must have at least 1 dim", op);
+    const int64_t N = w->shape[0], K = w->shape[1];  // w [N, K]
+    const int64_t M = ds_tensor_rows(x);              // x [..., K] as [M, K]
+    if (x->shape[x->ndim - 1] != K)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: x %s does not end in K = %lld of weight %s", op,
+                       ds_tensor_shape_str(x, b1, sizeof b1), (long long)K, ds_tensor_shape_str(w, b2, sizeof b2));
+    bool out_ok = out->ndim == x->ndim && out->shape[out->ndim - 1] == N;  // out [..., N]
+    for (int i = 0; out_ok && i + 1 < x->ndim; i++) out_ok = out->shape[i] == x->shape[i];
+    if (!out_ok)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out %s, expected x's leading dims of %s with last dim N = %lld",
+                       op, ds_tensor_shape_str(out, b1, sizeof b1), ds_tensor_shape_str(x, b2, sizeof b2),
+                       (long long)N);
+    if (bias && bias->shape[0] != N)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: bias has %lld entries, weight has N = %lld", op,
+                       (long long)bias->shape[0], (long long)N);
+    if (ds_cuda_overlap(out, x) || ds_cuda_overlap(out, w) || (bias && ds_cuda_overlap(out, bias)))
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out must not alias x, weight or bias", op);
+    if (bias && ((uintptr_t)bias->data % 16) != 0)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG,
+                       "%s: bias at %p is not 16-byte aligned (the cuBLASLt bias epilogue needs it; place biases in "
+                       "an arena, whose tensors are 256-byte aligned)", op, bias->data);
+    DS_CUDA_STREAM(stream);
+    if (M == 0 || N == 0) return DS_OK;
+    if (K == 0) {
+        const unsigned threads = 256;
+        DS_CUDA_DTYPE_SWITCH(x->dtype, T,
+            linear_empty_kernel<T><<<ds_cuda_blocks(M * N, threads), threads, 0, stream>>>(
+                (T *)out->data, bias ? (const T *)bias->data : (const T *)NULL, M, N));
+        return ds_cuda_launched(op, err);
+    }
+    ds_cuda_lt *lt = ds_cuda_ctx_lt();
+    if (!lt) return DS_FAIL(err, DS_ERR_DEVICE, "%s: the bound context has no cuBLASLt handle", op);
+    ds_status st = ds_cuda_linear(lt, x->dtype, out->data, x->data, w->data, bias ? bias->data : NULL, M, K, N,
+                                  (void *)stream, err);
+    if (st != DS_OK) ds_err_prefix(err, "%s", op);
+    return st;
+}
