@@ -7,7 +7,7 @@
 #   3. build the image, run it (demo model), wait for /health and for Docker's HEALTHCHECK to say healthy,
 #      check the user is not root, send a generate request with a cache config and check the PNG (signature,
 #      CRCs, 64x64, decodes) and the cache statistics, fetch the playground page; then run it again with
-#      the tiny test checkpoint mounted as a volume (-v DIR:/models --model dit=/models/dit-tiny).
+#      the tiny test checkpoint mounted as a volume (-v DIR:/models:ro --model dit=/models/dit-tiny).
 # If no Docker engine can run here (no dockerd, or it cannot start or run a container) it says why and runs
 # the same build steps (deploy/image_steps.sh) in debootstrap chroots instead - a build root and a runtime
 # root with only the runtime packages - serves from there as user 10001 and makes the same checks.
@@ -73,17 +73,20 @@ else
 fi
 
 # ---- the checks, the same for both branches -------------------------------------------------------------
-# check_server PORT MODEL CLASS LABEL: /health, a cached generate request (PNG + stats), the playground page
+# check_server PORT MODEL CLASS CACHE LONG LABEL: /health, a generate request with cache config CACHE (the PNG;
+# the statistics: config string LONG, some steps cached), the playground page.
+# $alive is a command that fails once the server has exited (its log is then in $server_log).
 check_server() {
-  local port=$1 model=$2 class=$3 what=$4 base=http://127.0.0.1:$1
+  local port=$1 model=$2 class=$3 cache=$4 long=$5 what=$6 base=http://127.0.0.1:$1
   for _ in $(seq 1 600); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/health")" = 200 ] && break
+    eval "$alive" || { eval "$server_log" | tail -5; die "$what: the server exited"; }
     sleep 0.2
   done
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/health")" = 200 ] || die "$what: /health never answered 200"
   curl -s "$base/v1/generate" -d "{\"model\":\"$model\",\"class_labels\":[$class],\"steps\":20,\"seed\":1,
-    \"cache_config\":\"F1B0_W4MC3_R0.12\"}" >"$work/reply.json"
-  python3 - "$work/reply.json" "$work/$model.png" <<'EOF' || die "$what: generate reply"
+    \"cache_config\":\"$cache\"}" >"$work/reply.json"
+  python3 - "$work/reply.json" "$work/$model.png" "$long" <<'EOF' || die "$what: generate reply"
 import base64, json, struct, sys, zlib
 r = json.load(open(sys.argv[1]))
 assert r.get('state') == 'done', r.get('error')
@@ -102,17 +105,26 @@ w, h, depth, color = ihdr
 assert (w, h, depth, color) == (64, 64, 8, 2), ihdr
 assert len(zlib.decompress(idat)) == h * (1 + 3 * w), 'inflated size'
 st = r['stats']
-assert st['cache_config_str'] == 'DBCache_F1B0_W4I1M0MC3_R0.12_T0O0', st['cache_config_str']
+assert st['cache_config_str'] == sys.argv[3], st['cache_config_str']
 assert st['num_cached_steps'] > 0 and st['speedup_estimate'] > 1, st
 print('docker-test:   PNG %dx%d ok, %d of 20 steps cached, speedup_estimate %.2f, %.0f ms' %
       (w, h, st['num_cached_steps'], st['speedup_estimate'], r['timings']['total_ms']))
 EOF
-  curl -s "$base/" | head -c 15 | grep -q '<!DOCTYPE html>' || die "$what: GET / is not the playground"
+  curl -s -o "$work/page.html" "$base/"
+  [ "$(head -c 15 "$work/page.html")" = '<!DOCTYPE html>' ] || die "$what: GET / is not the playground"
   say "$what: /health 200, generate + PNG + stats ok, playground served"
 }
 
+# The tiny test checkpoint as an operator would mount one: readable by the image's user (10001), whatever the
+# checkout's file modes.
+models=$work/models
+rm -rf "$models"
+mkdir -p "$models"
+cp -r "$root/tests/data/ckpt/dit-tiny" "$models/"
+chmod -R a+rX "$models"
+
 # ---- 2. a Docker engine ----------------------------------------------------------------------------------
-reason=""
+reason="DS_DOCKER_TEST_MODE=chroot"
 docker_ok=0
 if [ "$mode" != chroot ]; then
   if docker info >/dev/null 2>&1; then
@@ -173,7 +185,9 @@ if [ $docker_ok = 1 ]; then
   t=$SECONDS
   cid=$(docker run -d --network host -e DITSERVE_PORT="$port" $image)
   cleanup_cmds+=("docker rm -f $cid")
-  check_server "$port" demo 7 "container (demo model)"
+  alive='[ "$(docker inspect --format "{{.State.Running}}" "$cid")" = true ]'
+  server_log='docker logs "$cid" 2>&1'
+  check_server "$port" demo 7 F1B0_W4MC3_R0.12 DBCache_F1B0_W4I1M0MC3_R0.12_T0O0 "container (demo model)"
   [ "$(docker exec "$cid" id -u)" = 10001 ] || die "the server runs as root in the container"
   for _ in $(seq 1 60); do
     hs=$(docker inspect --format '{{.State.Health.Status}}' "$cid")
@@ -184,10 +198,10 @@ if [ $docker_ok = 1 ]; then
   say "HEALTHCHECK: healthy after $(elapsed $t)"
   docker rm -f "$cid" >/dev/null
   port=$(free_port)
-  cid=$(docker run -d --network host -e DITSERVE_PORT="$port" -v "$root/tests/data/ckpt:/models:ro" $image \
-    --model dit=/models/dit-tiny)
+  cid=$(docker run -d --network host -e DITSERVE_PORT="$port" -v "$models:/models:ro" $image --model dit=/models/dit-tiny)
   cleanup_cmds+=("docker rm -f $cid")
-  check_server "$port" dit 207 "container (-v /models, --model dit=/models/dit-tiny)"
+  check_server "$port" dit 207 F1B0_W2MC2_R0.9 DBCache_F1B0_W2I1M0MC2_R0.9_T0O0 \
+    "container (-v /models, --model dit=/models/dit-tiny)"
   say "PASS (docker branch) in $(elapsed $t_start)"
   exit 0
 fi
@@ -225,7 +239,7 @@ cp "$root/deploy/image_steps.sh" "$work/run-root/usr/local/bin/image_steps.sh"
 chroot "$work/run-root" /bin/sh /usr/local/bin/image_steps.sh runtime-deps
 rm "$work/run-root/usr/local/bin/image_steps.sh"
 cp -a "$work/build-root/opt/ditserve" "$work/run-root/opt/ditserve"
-say "runtime root done in $(elapsed $t) ($(du -sh "$work/run-root" | cut -f1))"
+say "runtime root done in $(elapsed $t) ($(du -shx "$work/run-root" | cut -f1))"
 chroot "$work/run-root" /opt/ditserve/bin/ditserve --version | head -1 | sed 's/^/docker-test:   /'
 # run_chroot PORT ARGS...: the image's ENTRYPOINT and ENV, as user 10001
 run_chroot() {
@@ -235,19 +249,22 @@ run_chroot() {
     DITSERVE_HOST=127.0.0.1 DITSERVE_PORT="$port" OMP_WAIT_POLICY=passive ditserve "$@" >"$work/server.log" 2>&1 &
   spid=$!
   cleanup_cmds+=("kill $spid")
+  alive='kill -0 $spid 2>/dev/null'
+  server_log='cat "$work/server.log"'
 }
 port=$(free_port)
 run_chroot "$port"
-check_server "$port" demo 7 "chroot (demo model)"
+check_server "$port" demo 7 F1B0_W4MC3_R0.12 DBCache_F1B0_W4I1M0MC3_R0.12_T0O0 "chroot (demo model)"
 [ "$(ps -o uid= -p $spid | tr -d ' ')" = 10001 ] || die "the server does not run as 10001"
 chroot "$work/run-root" /bin/sh -c "curl -fsS -o /dev/null http://127.0.0.1:$port/health" || die "HEALTHCHECK command"
 say "HEALTHCHECK command passes in the runtime root"
 kill $spid
 wait $spid 2>/dev/null || true
 mkdir -p "$work/run-root/models"
-mount --bind "$root/tests/data/ckpt" "$work/run-root/models" && mounts+=("$work/run-root/models")
+mount --bind "$models" "$work/run-root/models" && mounts+=("$work/run-root/models")
 mount -o remount,bind,ro "$work/run-root/models"
 port=$(free_port)
 run_chroot "$port" --model dit=/models/dit-tiny
-check_server "$port" dit 207 "chroot (/models mounted, --model dit=/models/dit-tiny)"
+check_server "$port" dit 207 F1B0_W2MC2_R0.9 DBCache_F1B0_W2I1M0MC2_R0.9_T0O0 \
+  "chroot (/models mounted, --model dit=/models/dit-tiny)"
 say "PASS (chroot branch) in $(elapsed $t_start)"

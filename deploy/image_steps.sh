@@ -9,9 +9,14 @@
 # Environment: DS_CUDA_ARCHS (default "80;90"), DS_JOBS (default: all cores).
 set -eu
 step=$1
-apt_install() {
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+apt_install() { # quiet unless it fails
+  log=$(mktemp)
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; } \
+    >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+  fi
+  rm -f "$log"
   rm -rf /var/lib/apt/lists/*
 }
 case $step in
@@ -30,14 +35,15 @@ build)
   mkdir -p /opt/ditserve/share/ditserve
   rm -rf /opt/ditserve/share/ditserve/demo
   cp -r "$src/assets/demo" /opt/ditserve/share/ditserve/demo
+  chmod -R a+rX,go-w /opt/ditserve   # the server runs as another user than the one that built it
   rm -rf /tmp/ditserve-build
   /opt/ditserve/bin/ditserve --version
   ;;
 runtime-deps)
   apt_install libopenblas0-pthread libcjson1 libpng16-16 libmicrohttpd12 libgomp1 curl
-  getent group ditserve >/dev/null || groupadd --system --gid 10001 ditserve
+  getent group ditserve >/dev/null || groupadd --gid 10001 ditserve
   id ditserve >/dev/null 2>&1 ||
-    useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin ditserve
+    useradd --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin ditserve
   ;;
 *)
   echo "image_steps.sh: unknown step '$step' (build-deps | build | runtime-deps)" >&2

@@ -10,6 +10,9 @@
 #include "pipeline_impl.h"
 #include "rng.h"
 #include "tensor_io.h"
+#ifdef DS_HAVE_CUDA
+#include "cuda/ds_cuda.h"
+#endif
 
 typedef struct registry_entry {
     const char      *class_name;
@@ -55,10 +58,13 @@ ds_status ds_pipeline_place(ds_pipeline *p, ds_tensor *t, float *host, ds_dtype 
 
 ds_status ds_pipeline_staging(ds_pipeline *p, ds_err *err) {
     if (p->pl.device.kind == DS_DEVICE_CPU || !p->staging_bytes) return DS_OK;
-    free(p->staging);
-    p->staging = malloc(p->staging_bytes);
-    if (!p->staging) return DS_FAIL(err, DS_ERR_OOM, "pipeline: cannot allocate %zu bytes of staging", p->staging_bytes);
-    return DS_OK;
+#ifdef DS_HAVE_CUDA
+    ds_cuda_host_free(p->staging);
+    p->staging = NULL;
+    return ds_cuda_host_alloc(&p->staging, p->staging_bytes, err); /* pinned: transfers run at full speed */
+#else
+    return DS_FAIL(err, DS_ERR_UNSUPPORTED, "pipeline: no CUDA backend");
+#endif
 }
 
 ds_status ds_pipeline_place_vae(ds_pipeline *p, ds_err *err) {
@@ -143,7 +149,9 @@ void ds_pipeline_free(ds_pipeline *p) {
                               &p->t_aux[3]};
         for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) ds_tensor_free_data(owned[i]);
     }
-    free(p->staging);
+#ifdef DS_HAVE_CUDA
+    if (p->pl.device.kind != DS_DEVICE_CPU) ds_cuda_host_free(p->staging);
+#endif
     ds_diffusers_close(p->dir);
     free(p);
 }

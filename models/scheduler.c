@@ -165,6 +165,7 @@ static double alpha_bar_cos(double t) {
 /* rescale_zero_terminal_snr on float32 betas (torch float32 ops). */
 static void rescale_zero_snr(float *betas, float *tmp, int T) {
     if (T < 1) return; /* callers guarantee T >= 1 (this also tells the compiler tmp[T - 1] is written) */
+    tmp[0] = 0.0f;     /* written by the cumprod below; set here so -O3 sees it initialised */
     for (int i = 0; i < T; i++) betas[i] = 1.0f - betas[i];
     torch_cumprod_f32(betas, T, tmp);
     for (int i = 0; i < T; i++) tmp[i] = sqrtf(tmp[i]);

@@ -222,16 +222,16 @@ static ds_status load_resnet(vae_loader *L, const char *prefix, int64_t cin, int
     r->cin = cin;
     r->cout = cout;
     r->has_shortcut = cin != cout;
-    snprintf(p, sizeof p, "%s.norm1", prefix);
+    snprintf(p, sizeof p, "%.200s.norm1", prefix);
     DS_TRY(load_norm(L, p, cin, &r->norm1, err));
-    snprintf(p, sizeof p, "%s.conv1", prefix);
+    snprintf(p, sizeof p, "%.200s.conv1", prefix);
     DS_TRY(load_conv(L, p, NULL, cout, cin, 3, &r->conv1, err));
-    snprintf(p, sizeof p, "%s.norm2", prefix);
+    snprintf(p, sizeof p, "%.200s.norm2", prefix);
     DS_TRY(load_norm(L, p, cout, &r->norm2, err));
-    snprintf(p, sizeof p, "%s.conv2", prefix);
+    snprintf(p, sizeof p, "%.200s.conv2", prefix);
     DS_TRY(load_conv(L, p, NULL, cout, cout, 3, &r->conv2, err));
     if (r->has_shortcut) {
-        snprintf(p, sizeof p, "%s.conv_shortcut", prefix);
+        snprintf(p, sizeof p, "%.200s.conv_shortcut", prefix);
         DS_TRY(load_conv(L, p, NULL, cout, cin, 1, &r->shortcut, err));
     }
     return DS_OK;

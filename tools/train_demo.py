@@ -76,10 +76,17 @@ class Renderer:
     def lum(c):
         return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
 
-    def render(self, rng, cls):
-        """One 64x64 RGB uint8 image of digit `cls`, every random choice from `rng` (numpy Generator)."""
+    def render(self, rng, cls, recipe="full"):
+        """One 64x64 RGB uint8 image of digit `cls`, every random choice from `rng` (numpy Generator).
+        recipe "full": any colours, glyph 30-50 px anywhere, rotated +-12 deg. "centered": the same renderer
+        narrowed so the class decides most of the pixels: a dark background (luminance <= 100), a lighter
+        glyph (gap >= 110), 38-50 px, +-8 deg, centred within +-5 px."""
+        easy = recipe == "centered"
         # background: solid or a linear gradient between two colours
-        c0 = rng.integers(0, 256, 3).astype(np.float32)
+        while True:
+            c0 = rng.integers(0, 256, 3).astype(np.float32)
+            if not easy or self.lum(c0) <= 100:
+                break
         if rng.random() < 0.5:
             c1 = np.clip(c0 + rng.integers(-80, 81, 3), 0, 255).astype(np.float32)
             ang = rng.random() * 2 * math.pi
@@ -92,15 +99,15 @@ class Renderer:
         bl = self.lum(bg.reshape(-1, 3).mean(0))
         while True:  # glyph colour with a luminance gap to the background
             fg = rng.integers(0, 256, 3).astype(np.float32)
-            if abs(self.lum(fg) - bl) >= 90:
+            if (self.lum(fg) - bl >= 110) if easy else abs(self.lum(fg) - bl) >= 90:
                 break
         # glyph mask
         fi = int(rng.integers(0, len(FONTS)))
-        size = int(rng.integers(30, 51))
+        size = int(rng.integers(38, 51)) if easy else int(rng.integers(30, 51))
         font = self.font(fi, size)
         canvas = Image.new("L", (96, 96), 0)
         ImageDraw.Draw(canvas).text((48, 48), GLYPHS[cls], font=font, fill=255, anchor="mm")
-        ang = float(rng.uniform(-12, 12))
+        ang = float(rng.uniform(-8, 8)) if easy else float(rng.uniform(-12, 12))
         canvas = canvas.rotate(ang, resample=Image.BILINEAR)
         bbox = canvas.getbbox()
         glyph = canvas.crop(bbox)
@@ -109,8 +116,13 @@ class Renderer:
             s = (RES - 4) / max(gw, gh)
             glyph = glyph.resize((max(1, int(gw * s)), max(1, int(gh * s))), Image.BILINEAR)
             gw, gh = glyph.size
-        x = int(rng.integers(2, RES - 2 - gw + 1))
-        y = int(rng.integers(2, RES - 2 - gh + 1))
+        if easy:
+            cx, cy = (RES - gw) // 2, (RES - gh) // 2
+            x = int(np.clip(cx + rng.integers(-5, 6), 2, RES - 2 - gw))
+            y = int(np.clip(cy + rng.integers(-5, 6), 2, RES - 2 - gh))
+        else:
+            x = int(rng.integers(2, RES - 2 - gw + 1))
+            y = int(rng.integers(2, RES - 2 - gh + 1))
         mask = np.zeros((RES, RES), np.float32)
         mask[y:y + gh, x:x + gw] = np.asarray(glyph, np.float32) / 255.0
         m = mask[..., None]
@@ -118,15 +130,15 @@ class Renderer:
         return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def make_dataset(n, seed):
-    """n images, classes balanced and shuffled: (uint8 [n, 64, 64, 3], int64 [n])."""
+def make_dataset(n, seed, recipe="full"):
+    """n images, classes balanced and shuffled: (uint8 [n, 64, 64, 3], int64 [n]); recipe as Renderer.render."""
     rng = np.random.default_rng(seed)
     r = Renderer()
     labels = np.arange(n) % len(CLASSES)
     rng.shuffle(labels)
     imgs = np.empty((n, RES, RES, 3), np.uint8)
     for i in range(n):
-        imgs[i] = r.render(rng, int(labels[i]))
+        imgs[i] = r.render(rng, int(labels[i]), recipe)
     return imgs, labels.astype(np.int64)
 
 
@@ -325,8 +337,8 @@ def train(args):
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
     t = time.time()
-    imgs, labels = make_dataset(args.n_images, args.seed)
-    log(f"data: {len(imgs)} images rendered in {time.time() - t:.1f} s")
+    imgs, labels = make_dataset(args.n_images, args.seed, args.data)
+    log(f"data ({args.data}): {len(imgs)} images rendered in {time.time() - t:.1f} s")
     t = time.time()
     if args.vae_from:  # the VAE of an earlier run with the same seed and VAE options: the DiT phase is identical
         from diffusers import AutoencoderKL
@@ -510,6 +522,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "assets", "demo"))
     ap.add_argument("--smoke", action="store_true", help="a few-minute end-to-end run with tiny step counts")
     ap.add_argument("--n-images", type=int, default=16000)
+    ap.add_argument("--data", choices=["full", "centered"], default="full",
+                    help="training data recipe (the classifier always trains on 'full', the harder superset)")
     ap.add_argument("--vae-steps", type=int, default=2800)
     ap.add_argument("--vae-batch", type=int, default=32)
     ap.add_argument("--vae-lr", type=float, default=1e-3)

@@ -49,6 +49,11 @@ ds_status ds_cuda_memcpy_d2h(void *dst, const void *d_src, size_t bytes, ds_err 
  * (Tests poison outputs with 0xFF: every f32/f16/bf16 element then reads as NaN.) */
 ds_status ds_cuda_memset(void *d, int value, size_t bytes, ds_err *err);
 
+/* Page-locked (pinned) host memory of `bytes` for staging transfers (cudaMallocHost), freed with
+ * ds_cuda_host_free. bytes == 0 gives *p = NULL. Errors: DS_ERR_OOM with the CUDA reason. */
+ds_status ds_cuda_host_alloc(void **p, size_t bytes, ds_err *err);
+void ds_cuda_host_free(void *p);
+
 /* cudaDeviceSynchronize: waits for all work on the current device and reports any asynchronous
  * error as DS_ERR_DEVICE. */
 ds_status ds_cuda_synchronize(ds_err *err);

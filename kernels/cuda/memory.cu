@@ -74,3 +74,21 @@ extern "C" ds_status ds_cuda_synchronize(ds_err *err) {
     }
     return DS_OK;
 }
+
+extern "C" ds_status ds_cuda_host_alloc(void **p, size_t bytes, ds_err *err) {
+    if (!p) return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_cuda_host_alloc: NULL result pointer");
+    *p = NULL;
+    if (bytes == 0) return DS_OK;
+    cudaError_t e = cudaMallocHost(p, bytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        *p = NULL;
+        return DS_FAIL(err, DS_ERR_OOM, "cudaMallocHost of %zu bytes (pinned staging) failed: %s", bytes,
+                       cudaGetErrorString(e));
+    }
+    return DS_OK;
+}
+
+extern "C" void ds_cuda_host_free(void *p) {
+    if (p && cudaFreeHost(p) != cudaSuccess) (void)cudaGetLastError();
+}

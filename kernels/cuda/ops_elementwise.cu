@@ -403,7 +403,7 @@ extern "C" ds_status ds_cuda_op_diff_sums(const ds_tensor *a, const ds_tensor *b
         return DS_OK;
     }
     size_t scratch_bytes = 0;
-    double *scratch = (double *)ds_cuda_ctx_scratch(stream_ctx_, &scratch_bytes);
+    double *scratch = (double *)ds_cuda_ctx_scratch(ds_cuda_ctx_current(), &scratch_bytes);
     // Layout: [2] final sums, then [2][nblocks] block partials.
     int64_t max_blocks = scratch ? ((int64_t)(scratch_bytes / sizeof(double)) - 2) / 2 : 0;
     if (max_blocks > DIFF_MAX_BLOCKS) max_blocks = DIFF_MAX_BLOCKS;

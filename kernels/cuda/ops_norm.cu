@@ -2,18 +2,22 @@
 // LayerNorm + modulate, modulate and the gated residual (ds_cuda_op_layernorm, ds_cuda_op_rmsnorm,
 // ds_cuda_op_layernorm_modulate, ds_cuda_op_modulate, ds_cuda_op_gate_add). Contracts: ds_cuda_ops.h / ops.h.
 //
-// Row ops: a group of threads owns one row (a sub-warp group for short rows, a block for long ones, see
-// ds_cuda_row_layout), keeps up to 24 of its elements per thread in registers, and reduces with warp
-// shuffles: mean, then the biased variance around that mean (two passes over the registers, fp32), then
-// one write pass. Rows longer than the register cache re-read the rest from memory (L1/L2-resident). Every
-// element is read and written by the same thread, after the row's reductions, so out == x is safe.
-// Loads and stores are 16-byte vectors when the row length and every pointer (and the scale/shift row
-// strides) allow it, element by element otherwise.
+// Row ops (one kernel, three modes): a group of threads owns one row (a sub-warp group for short rows, a
+// block for long ones, see ds_cuda_row_layout), keeps up to 24 of its elements per thread in registers (8 on
+// the element-by-element path), and reduces with warp shuffles: the mean, then the biased variance around
+// that mean (two passes over the registers, fp32), then one write pass. The part of a row beyond 1024
+// threads' registers is re-read from memory (L1/L2-resident) in each pass. Every element is read and
+// written by the same thread, after the row's reductions, so out == x is safe.
+// modulate / gate_add are grid-stride elementwise kernels that index the [B, D] scale/shift/gate rows as
+// ptr[b * stride0 + d]. Loads and stores are 16-byte vectors when the row length, every pointer and the
+// row strides allow it, element by element otherwise.
 #include "cuda_util.cuh"
 
 namespace {
 
 enum { NORM_LN = 0, NORM_RMS = 1, NORM_LN_MOD = 2 };
+
+constexpr unsigned EW_THREADS = 256;  // block size of the elementwise (modulate, gate_add) grid-stride kernels
 
 // Row vectors per thread held in registers: 24 floats for 16-byte vectors, 8 elements element by element
 // (the scalar path spends more registers on indexing; both stay spill-free under the 64-register cap of
@@ -206,7 +210,7 @@ ds_status check_rows2d(const ds_tensor *t, int64_t b, int64_t d, ds_dtype dt, co
 // The row stride the kernels use for a checked [B, D] operand (0 when there is one row: any stride is legal).
 int64_t row_stride(const ds_tensor *t) { return t && t->shape[0] > 1 ? t->stride[0] : 0; }
 
-// x, out same dtype/shape [..., D] with D >= 1 and x->ndim >= min_ndim; eps finite and >= 0.
+// x, out: one dtype, same shape [..., D] (x with `ndim` dims, -1: any >= 1); eps finite and >= 0.
 ds_status norm_check(const char *op, const ds_tensor *out, const ds_tensor *x, int ndim, float eps, ds_err *err) {
     DS_TRY(ds_cuda_check(x, ndim, -1, op, "x", err));
     if (x->ndim < 1) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: x must have at least 1 dim", op);
@@ -260,9 +264,6 @@ ds_status norm_run(const char *op, ds_dtype dtype, const norm_job &j, ds_err *er
     DS_CUDA_DTYPE_SWITCH(dtype, T, norm_launch<T, MODE>(j, stream));
     return ds_cuda_launched(op, err);
 }
-
-// Elementwise launch grid: 256 threads, grid-stride.
-constexpr unsigned EW_THREADS = 256;
 
 }  // namespace
 

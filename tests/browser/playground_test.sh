@@ -8,6 +8,7 @@
 #     filled and the threshold line, and its stats table shows the API's cache config, cached-step count,
 #     speedup estimate, a measured speedup and a PSNR; a screenshot goes to OUT_DIR/playground.png
 #     (OUT_DIR: $DS_CI_OUT, else the third argument, else the current directory);
+#   the same cache config as separate fields (a JSON object): the same config string, cached steps and pixels;
 #   FLUX from a safetensors embeddings file (F32 and BF16 tensors, given in the URL fragment): the same pixels
 #     as the API's for the same f32 embeddings;
 #   a server with --api-key: without the key the page says 401 and how to fix it; with it the run completes.
@@ -18,8 +19,9 @@ data=$2
 out=${DS_CI_OUT:-${3:-.}}
 here=$(cd "$(dirname "$0")" && pwd)
 chromium=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)}
-if [ -z "$chromium" ]; then
-  echo "SKIP: chromium not installed (tools/setup.sh installs Debian's chromium package; or set CHROMIUM=path)"
+if [ -z "$chromium" ] || [ ! -x "$chromium" ]; then
+  echo "SKIP: chromium not installed${chromium:+ ($chromium is not executable)} (tools/setup.sh installs Debian's" \
+       "chromium package; or set CHROMIUM=path)"
   exit 77
 fi
 mkdir -p "$out"
@@ -122,6 +124,23 @@ python3 - "$out/playground.png" <<'EOF' && ok "screenshot $out/playground.png" |
 import sys
 b = open(sys.argv[1], 'rb').read()
 assert b[:8] == b'\x89PNG\r\n\x1a\n' and int.from_bytes(b[16:20], 'big') == 1280, 'not a 1280-wide PNG'
+EOF
+
+# --- the same cache config given field by field (sent as a JSON object) -------------------------------------
+browse fields "$base/?autorun=1&model=dit&class=207&steps=12&seed=4&cache=$cc&cmode=fields&compare=0"
+python3 - "$tmp/fields.html" "$tmp/api.json" <<'EOF' && ok "cache as fields: the API's config string, cached steps, pixels" \
+  || bad "cache as fields ($state)"
+import base64, json, re, sys
+dom = open(sys.argv[1], encoding='utf-8').read()
+api = json.load(open(sys.argv[2]))
+st = api['stats']
+cell = lambda k: re.search(r'<tr data-key="%s"><th>[^<]*</th><td>([^<]*)</td>' % k, dom).group(1)
+assert 'data-state="done"' in dom
+assert cell('cache_config_str') == st['cache_config_str'], cell('cache_config_str')
+assert cell('num_cached_steps').startswith('%d of 12' % st['num_cached_steps'])
+a = base64.b64decode(re.search(r'<img id="image"[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', dom).group(1))
+b = base64.b64decode(api['images'][0]['png_b64'])
+assert a[a.index(b'IDAT') - 4:] == b[b.index(b'IDAT') - 4:], 'pixels differ'
 EOF
 
 # --- FLUX from an embeddings file -------------------------------------------------------------------------
