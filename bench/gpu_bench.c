@@ -54,6 +54,7 @@
 #include <cuda_runtime_api.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -265,33 +266,38 @@ static ds_status copy_json(const char *src, const char *dst, const json_mod *mod
     return s;
 }
 
+/* buf = a + "/" + b, or DS_ERR_INVALID_ARG when it does not fit. */
+static ds_status pjoin(char *buf, size_t cap, const char *a, const char *b, ds_err *err) {
+    const int n = snprintf(buf, cap, "%s/%s", a, b);
+    if (n < 0 || (size_t)n >= cap) return DS_FAIL(err, DS_ERR_INVALID_ARG, "path too long: %s/%s", a, b);
+    return DS_OK;
+}
+
 /* A copy of the FLUX config directory src under a new temporary directory (written into out, cap bytes) with
  * nd double + ns single blocks and, when vae_mid_attn == 0, the VAE's mid-block attention switched off. */
 static ds_status make_flux_dir(const char *src, int nd, int ns, int vae_mid_attn, char *out, size_t cap, ds_err *err) {
     char tmpl[] = "/tmp/gpu_bench.XXXXXX";
     if (!mkdtemp(tmpl)) return DS_FAIL(err, DS_ERR_IO, "mkdtemp: %s", strerror(errno));
-    snprintf(out, cap, "%s/flux", tmpl);
-    char a[1024], b[1024];
+    DS_TRY(pjoin(out, cap, tmpl, "flux", err));
     DS_TRY(mkdir_p(out, err));
     static const char *const subs[] = {"transformer", "vae", "scheduler"};
+    char a[1200], b[1200];
     for (int i = 0; i < 3; i++) {
-        snprintf(b, sizeof b, "%s/%s", out, subs[i]);
+        DS_TRY(pjoin(b, sizeof b, out, subs[i], err));
         DS_TRY(mkdir_p(b, err));
     }
-    snprintf(a, sizeof a, "%s/model_index.json", src);
-    snprintf(b, sizeof b, "%s/model_index.json", out);
-    DS_TRY(copy_json(a, b, NULL, 0, err));
-    snprintf(a, sizeof a, "%s/scheduler/scheduler_config.json", src);
-    snprintf(b, sizeof b, "%s/scheduler/scheduler_config.json", out);
-    DS_TRY(copy_json(a, b, NULL, 0, err));
+    static const char *const files[] = {"model_index.json", "scheduler/scheduler_config.json",
+                                        "transformer/config.json", "vae/config.json"};
     const json_mod tm[2] = {{"num_layers", 0, nd}, {"num_single_layers", 0, ns}};
-    snprintf(a, sizeof a, "%s/transformer/config.json", src);
-    snprintf(b, sizeof b, "%s/transformer/config.json", out);
-    DS_TRY(copy_json(a, b, tm, 2, err));
     const json_mod vm[1] = {{"mid_block_add_attention", 1, 0}};
-    snprintf(a, sizeof a, "%s/vae/config.json", src);
-    snprintf(b, sizeof b, "%s/vae/config.json", out);
-    return copy_json(a, b, vm, vae_mid_attn ? 0 : 1, err);
+    for (int i = 0; i < 4; i++) {
+        DS_TRY(pjoin(a, sizeof a, src, files[i], err));
+        DS_TRY(pjoin(b, sizeof b, out, files[i], err));
+        const json_mod *mods = i == 2 ? tm : i == 3 ? vm : NULL;
+        const int n = i == 2 ? 2 : (i == 3 && !vae_mid_attn) ? 1 : 0;
+        DS_TRY(copy_json(a, b, mods, n, err));
+    }
+    return DS_OK;
 }
 
 /* Remove what make_flux_dir made (dir = "<tmp>/flux"). */
@@ -299,16 +305,12 @@ static void remove_flux_dir(const char *dir) {
     static const char *const files[] = {"model_index.json", "scheduler/scheduler_config.json",
                                         "transformer/config.json", "vae/config.json"};
     static const char *const subs[] = {"transformer", "vae", "scheduler", ""};
-    char p[1100];
-    for (int i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
-        unlink(p);
-    }
-    for (int i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, subs[i]);
-        rmdir(p);
-    }
-    snprintf(p, sizeof p, "%s", dir);
+    char p[1200];
+    for (int i = 0; i < 4; i++)
+        if (pjoin(p, sizeof p, dir, files[i], NULL) == DS_OK) unlink(p);
+    for (int i = 0; i < 4; i++)
+        if (pjoin(p, sizeof p, dir, subs[i], NULL) == DS_OK) rmdir(p);
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return;
     char *slash = strrchr(p, '/');
     if (slash) {
         *slash = 0;
@@ -523,20 +525,21 @@ static void bench_flux(const opts *o, const char *dir, const char *label) {
         case_failed(kase, &e);
     } else {
         const ds_flux_config *c = ds_flux_get_config(m);
-        const flops f = flux_flops(c, o->nd, o->ns, (double)N, (double)T, 1.0);
+        const int nd = ds_flux_double_block_count(m), ns = ds_flux_single_block_count(m);
+        const flops f = flux_flops(c, nd, ns, (double)N, (double)T, 1.0);
         const flops ff = flux_flops(c, FLUX_FULL_DOUBLE, FLUX_FULL_SINGLE, (double)N, (double)T, 1.0);
         const double tfl = (f.gemm + f.attn) / (med * 1e9);
         const double frac = tfl / g_peak_tflops;
-        const double full_ms = med + (FLUX_FULL_DOUBLE - o->nd) * t_dbl + (FLUX_FULL_SINGLE - o->ns) * t_sgl;
-        const double mem = mb(used1 - used0);
-        const double full_mem = mem + mb((size_t)((FLUX_FULL_DOUBLE - o->nd) * flux_double_bytes(c) +
-                                                  (FLUX_FULL_SINGLE - o->ns) * flux_single_bytes(c)));
+        const double full_ms = med + (FLUX_FULL_DOUBLE - nd) * t_dbl + (FLUX_FULL_SINGLE - ns) * t_sgl;
+        const double mem = mb(used1 > used0 ? used1 - used0 : 0);
+        const double full_mem = mem + mb((size_t)((FLUX_FULL_DOUBLE - nd) * flux_double_bytes(c) +
+                                                  (FLUX_FULL_SINGLE - ns) * flux_single_bytes(c)));
         const char *st = isnan(frac) ? "INFO" : frac >= FRAC_PEAK_TARGET ? "PASS" : "MISS";
         printf("RESULT gpu_bench %s ms=%.2f tflops=%.1f frac_peak=%.3f blocks=%d+%d tokens=%lld+%lld batch=1 "
                "min_ms=%.2f gemm_tflop=%.3f attn_tflop=%.3f mem_mb=%.0f weights_mb=%.0f act_mb=%.0f "
                "t_double_ms=%.3f t_single_ms=%.3f t_rest_ms=%.3f full_est_ms=%.1f full_est_tflops=%.1f "
                "full_tflop=%.2f full_mem_est_mb=%.0f load_s=%.1f target=frac_peak>=%.2f %s\n",
-               kase, med, tfl, frac, o->nd, o->ns, (long long)N, (long long)T, mn, f.gemm / 1e12, f.attn / 1e12, mem,
+               kase, med, tfl, frac, nd, ns, (long long)N, (long long)T, mn, f.gemm / 1e12, f.attn / 1e12, mem,
                mb(ds_flux_weight_bytes(m)), mb(ds_flux_activation_bytes(m)), t_dbl, t_sgl, t_rest, full_ms,
                (ff.gemm + ff.attn) / (full_ms * 1e9), (ff.gemm + ff.attn) / 1e12, full_mem, load_s, FRAC_PEAK_TARGET,
                st);
@@ -600,7 +603,7 @@ static void bench_dit(const opts *o, const char *dir) {
         const double N = (double)((S / cfg.patch_size) * (S / cfg.patch_size));
         const flops f = dit_flops(&cfg, N, (double)B);
         const double tfl = (f.gemm + f.attn) / (med * 1e9), frac = tfl / g_peak_tflops;
-        const double mem = mb(used1 - used0);
+        const double mem = mb(used1 > used0 ? used1 - used0 : 0);
         printf("RESULT gpu_bench %s ms=%.3f tflops=%.1f frac_peak=%.3f batch=%d tokens=%.0f layers=%lld min_ms=%.3f "
                "gemm_tflop=%.4f attn_tflop=%.4f mem_mb=%.0f weights_mb=%.0f act_mb=%.0f load_s=%.1f INFO\n",
                kase, med, tfl, frac, B, N, (long long)cfg.num_layers, mn, f.gemm / 1e12, f.attn / 1e12, mem,
@@ -700,6 +703,7 @@ static void bench_gen(const opts *o, const char *dir, const char *label, const c
         len += snprintf(json + len, sizeof json - (size_t)len, "%s%d", i ? ", " : "", i < 8 || (i - 8) % 4 == 3);
     snprintf(json + len, sizeof json - (size_t)len, "]}");
     ds_cache_config cfg;
+    ds_cache_config_default(&cfg);
     if (s == DS_OK) s = ds_cache_config_parse_json(json, &cfg, &e);
     if (s == DS_OK) s = ds_cache_create(&cfg, &cache, &e);
 
@@ -716,7 +720,21 @@ static void bench_gen(const opts *o, const char *dir, const char *label, const c
     if (s == DS_OK) s = ds_pipeline_load(dir, &po, &p, &e);
     const double load_s = (now_ms() - t_load0) / 1e3;
     if (s == DS_OK) printf("gpu_bench: pipeline (%s) loaded in %.1f s\n", label, load_s);
-    const int64_t jd = 4096, pd = 768;
+    /* prompt embeddings of the transformer's widths (T5 joint_attention_dim, CLIP pooled_projection_dim) */
+    int64_t jd = 0, pd = 0;
+    if (s == DS_OK) {
+        ds_config *tcfg = NULL;
+        ds_flux_config fc;
+        char path[1200];
+        s = pjoin(path, sizeof path, dir, "transformer/config.json", &e);
+        if (s == DS_OK) s = ds_config_open(path, &tcfg, &e);
+        if (s == DS_OK) s = ds_flux_config_parse(tcfg, &fc, &e);
+        if (s == DS_OK) {
+            jd = fc.joint_dim;
+            pd = fc.pooled_dim;
+        }
+        ds_config_close(tcfg);
+    }
     pe = malloc(sizeof(float) * (size_t)(T * jd));
     pp = malloc(sizeof(float) * (size_t)pd);
     if (s == DS_OK && (!pe || !pp)) s = DS_FAIL(&e, DS_ERR_OOM, "prompt embeddings");
@@ -782,7 +800,7 @@ static void bench_gen(const opts *o, const char *dir, const char *label, const c
                "vae_mid_attention=%d target=cached_step<=%.2fxformula %s\n",
                kase, cached_step, CACHE_STEP_TOL * formula, st.denoise_ms, ideal, formula, full_step, block, nonblock,
                steps, steps - nc, nc, nb, (long long)st.blocks_computed, (long long)st.blocks_full,
-               st.speedup_estimate, uncached / st.denoise_ms, uncached, res.decode_ms, wall, mb(used1 - used0), o->nd,
+               st.speedup_estimate, uncached / st.denoise_ms, uncached, res.decode_ms, wall, mb(used1 > used0 ? used1 - used0 : 0), o->nd,
                o->ns, vae_note ? 0 : 1, CACHE_STEP_TOL, stt);
         printf("gpu_bench: %s per step (ms): ", kase);
         for (int i = 0; i < steps; i++)
@@ -818,7 +836,6 @@ static bool cuda_attention_supports(int64_t d) {
     if (s == DS_OK) s = ds_tensor_alloc(&k, DS_BF16, dev, 4, shp, &e);
     if (s == DS_OK) s = ds_tensor_alloc(&v, DS_BF16, dev, 4, shp, &e);
     if (s == DS_OK) s = ds_tensor_alloc(&o, DS_BF16, dev, 4, shp, &e);
-    if (s == DS_OK) s = ds_cuda_memset(q.data, 0, (size_t)ds_tensor_nbytes(&q) * 3, &e) == DS_OK ? DS_OK : DS_OK;
     if (s == DS_OK) s = ds_cuda_op_attention(&o, &q, &k, &v, NULL, 0.0f, &e);
     if (s == DS_OK) s = ds_cuda_ctx_sync(&e);
     ds_tensor_free_data(&q);

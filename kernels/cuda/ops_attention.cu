@@ -3,6 +3,7 @@
 // Nq x Nk matrix ever exists in global memory. CUDA cores, fp32 everywhere inside (tensor cores are a
 // later performance step).
 //
+// (Head dims above 256, up to 512, use 32-query x 16-key tiles instead; see ATT_THREADS below.)
 // Work split: one thread block of 256 threads per (b, h, tile of BQ = 64 queries); the grid is flat,
 // block = (b * H + h) * q_tiles + tile, so the blocks of one head run side by side and share its K/V in L2.
 // Per block, in shared memory (fp32, head dim zero-padded to DP = 16 * DC, DC a template parameter):
@@ -26,25 +27,27 @@
 
 #include "cuda_util.cuh"
 
-#define ATT_BQ 64       // queries per block
-#define ATT_BK 32       // keys per shared-memory tile
+// Tile shape: each thread owns RI query rows and CJ key columns of a tile, so a block covers BQ = 16 RI queries
+// and BK = 16 CJ keys. Head dims up to 256 use RI = 4, CJ = 2 (64 x 32 tiles); head dims up to 512 (the
+// single 512-wide head of the SD / FLUX VAE mid-block) use RI = 2, CJ = 1 (32 x 16) so the tiles still fit
+// sm_80's 163 KiB of shared memory (133 KiB at d = 512).
 #define ATT_THREADS 256 // 16 x 16
-#define ATT_MAX_D 256
+#define ATT_MAX_D 512
 
-static __host__ __device__ constexpr size_t att_smem_floats(int dc) {
-    return (size_t)ATT_BQ * (16 * dc + 1) + (size_t)ATT_BK * (16 * dc + 1) + (size_t)ATT_BK * (16 * dc) +
-           (size_t)ATT_BQ * (ATT_BK + 1);
+static __host__ __device__ constexpr size_t att_smem_floats(int dc, int ri, int cj) {
+    return (size_t)(16 * ri) * (16 * dc + 1) + (size_t)(16 * cj) * (16 * dc + 1) + (size_t)(16 * cj) * (16 * dc) +
+           (size_t)(16 * ri) * (16 * cj + 1);
 }
 
 // q, out [B, Nq, H, d]; k, v [B, Nk, H, d]; mask [Mb, Mh, Nq, Nk] or NULL (Mb, Mh in {1, B}, {1, H}).
 // sc2 = scale * log2(e). Grid: B * H * ceil(Nq / BQ) blocks of ATT_THREADS; dynamic shared memory
 // att_smem_floats(DC) floats.
-template <typename T, int DC>
+template <typename T, int DC, int RI, int CJ>
 __global__ void __launch_bounds__(ATT_THREADS)
     attention_kernel(T *__restrict__ out, const T *__restrict__ q, const T *__restrict__ k, const T *__restrict__ v,
                      const T *__restrict__ mask, int64_t B, int64_t Nq, int64_t Nk, int64_t H, int d, int64_t Mb,
                      int64_t Mh, int64_t q_tiles, float sc2) {
-    constexpr int DP = 16 * DC, QST = DP + 1, PST = ATT_BK + 1;
+    constexpr int DP = 16 * DC, QST = DP + 1, ATT_BQ = 16 * RI, ATT_BK = 16 * CJ, PST = ATT_BK + 1;
     constexpr float LOG2E = 1.4426950408889634f;
     extern __shared__ float smem[];
     float *Qs = smem;                 // [BQ, QST]
@@ -68,10 +71,10 @@ __global__ void __launch_bounds__(ATT_THREADS)
         Qs[r * QST + c] = (q0 + r < Nq && c < d) ? ds_ld(qb, (int64_t)r * row + c) * sc2 : 0.0f;
     }
 
-    float o[4][DC];
-    float m[4], l[4];
+    float o[RI][DC];
+    float m[RI], l[RI];
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < RI; i++) {
         m[i] = -INFINITY;
         l[i] = 0.0f;
 #pragma unroll
@@ -90,61 +93,69 @@ __global__ void __launch_bounds__(ATT_THREADS)
         __syncthreads();
 
         // S = Qs . Ks^T for rows ty + 16 i, columns tx + 16 j.
-        float s[4][2];
+        float s[RI][CJ];
 #pragma unroll
-        for (int i = 0; i < 4; i++) s[i][0] = s[i][1] = 0.0f;
+        for (int i = 0; i < RI; i++)
+#pragma unroll
+            for (int j = 0; j < CJ; j++) s[i][j] = 0.0f;
 #pragma unroll 8
         for (int dd = 0; dd < DP; dd++) {
-            float qv[4], kv[2];
+            float qv[RI], kv[CJ];
 #pragma unroll
-            for (int i = 0; i < 4; i++) qv[i] = Qs[(ty + 16 * i) * QST + dd];
+            for (int i = 0; i < RI; i++) qv[i] = Qs[(ty + 16 * i) * QST + dd];
 #pragma unroll
-            for (int j = 0; j < 2; j++) kv[j] = Ks[(tx + 16 * j) * QST + dd];
+            for (int j = 0; j < CJ; j++) kv[j] = Ks[(tx + 16 * j) * QST + dd];
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < RI; i++)
 #pragma unroll
-                for (int j = 0; j < 2; j++) s[i][j] = fmaf(qv[i], kv[j], s[i][j]);
+                for (int j = 0; j < CJ; j++) s[i][j] = fmaf(qv[i], kv[j], s[i][j]);
         }
 
         // Mask, out-of-range keys, online softmax update.
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < RI; i++) {
             const int r = ty + 16 * i;
             const bool row_in = q0 + r < Nq;
 #pragma unroll
-            for (int j = 0; j < 2; j++) {
+            for (int j = 0; j < CJ; j++) {
                 const int64_t kc = k0 + tx + 16 * j;
                 if (kc >= Nk)
                     s[i][j] = -INFINITY;
                 else if (mb && row_in)
                     s[i][j] = fmaf(ds_ld(mb, (int64_t)r * Nk + kc), LOG2E, s[i][j]);
             }
-            float mx = fmaxf(s[i][0], s[i][1]);
+            float mx = s[i][0];
+#pragma unroll
+            for (int j = 1; j < CJ; j++) mx = fmaxf(mx, s[i][j]);
 #pragma unroll
             for (int off = 8; off >= 1; off /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
             const float m_new = fmaxf(m[i], mx);
             const float base = m_new == -INFINITY ? 0.0f : m_new;  // all -inf so far: p = 0, no inf - inf
             const float alpha = exp2f(m[i] - base);
-            const float p0 = exp2f(s[i][0] - base), p1 = exp2f(s[i][1] - base);
+            float psum = 0.0f;
+#pragma unroll
+            for (int j = 0; j < CJ; j++) {
+                const float pj = exp2f(s[i][j] - base);
+                psum += pj;
+                Ps[r * PST + tx + 16 * j] = pj;
+            }
             m[i] = m_new;
-            l[i] = l[i] * alpha + p0 + p1;
+            l[i] = l[i] * alpha + psum;
 #pragma unroll
             for (int c = 0; c < DC; c++) o[i][c] *= alpha;
-            Ps[r * PST + tx] = p0;
-            Ps[r * PST + tx + 16] = p1;
         }
         __syncthreads();
 
         // O += Ps . Vs for rows ty + 16 i, output columns tx + 16 c.
 #pragma unroll 8
         for (int kk = 0; kk < ATT_BK; kk++) {
-            float pv[4], vv[DC];
+            float pv[RI], vv[DC];
 #pragma unroll
-            for (int i = 0; i < 4; i++) pv[i] = Ps[(ty + 16 * i) * PST + kk];
+            for (int i = 0; i < RI; i++) pv[i] = Ps[(ty + 16 * i) * PST + kk];
 #pragma unroll
             for (int c = 0; c < DC; c++) vv[c] = Vs[kk * DP + tx + 16 * c];
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < RI; i++)
 #pragma unroll
                 for (int c = 0; c < DC; c++) o[i][c] = fmaf(pv[i], vv[c], o[i][c]);
         }
@@ -153,7 +164,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     // out = O / l (l summed over the 16 threads of the row); a fully masked row (l = 0) is zero.
     T *ob = out + (b * Nq + q0) * row + h * d;
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < RI; i++) {
         float sum = l[i];
 #pragma unroll
         for (int off = 8; off >= 1; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
@@ -169,24 +180,24 @@ __global__ void __launch_bounds__(ATT_THREADS)
 }
 
 // Launch one instantiation: opt in to its shared memory, then the flat grid.
-template <typename T, int DC>
+template <typename T, int DC, int RI, int CJ>
 static ds_status launch_attention(T *out, const T *q, const T *k, const T *v, const T *mask, int64_t B, int64_t Nq,
                                   int64_t Nk, int64_t H, int d, int64_t Mb, int64_t Mh, float sc2,
                                   cudaStream_t stream, const char *op, ds_err *err) {
-    const size_t smem = att_smem_floats(DC) * sizeof(float);
-    cudaError_t e = cudaFuncSetAttribute(attention_kernel<T, DC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    const size_t smem = att_smem_floats(DC, RI, CJ) * sizeof(float);
+    cudaError_t e = cudaFuncSetAttribute(attention_kernel<T, DC, RI, CJ>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)smem);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         return DS_FAIL(err, DS_ERR_DEVICE, "%s: %zu bytes of shared memory for d = %d: %s", op, smem, d,
                        cudaGetErrorString(e));
     }
-    const int64_t q_tiles = (Nq + ATT_BQ - 1) / ATT_BQ;
+    const int64_t q_tiles = (Nq + 16 * RI - 1) / (16 * RI);
     const int64_t blocks = B * H * q_tiles;
     if (blocks > 0x7fffffffLL)
         return DS_FAIL(err, DS_ERR_UNSUPPORTED, "%s: %lld thread blocks exceed the grid limit", op, (long long)blocks);
-    attention_kernel<T, DC><<<(unsigned)blocks, ATT_THREADS, smem, stream>>>(out, q, k, v, mask, B, Nq, Nk, H, d, Mb,
-                                                                             Mh, q_tiles, sc2);
+    attention_kernel<T, DC, RI, CJ><<<(unsigned)blocks, ATT_THREADS, smem, stream>>>(out, q, k, v, mask, B, Nq, Nk, H,
+                                                                                     d, Mb, Mh, q_tiles, sc2);
     return ds_cuda_launched(op, err);
 }
 
@@ -195,15 +206,17 @@ template <typename T>
 static ds_status dispatch_d(T *out, const T *q, const T *k, const T *v, const T *mask, int64_t B, int64_t Nq,
                             int64_t Nk, int64_t H, int d, int64_t Mb, int64_t Mh, float sc2, cudaStream_t stream,
                             const char *op, ds_err *err) {
-#define DS_ATT_CASE(DC_)                                                                                        \
+#define DS_ATT_CASE(DC_, RI_, CJ_)                                                                              \
     if (d <= 16 * (DC_))                                                                                        \
-        return launch_attention<T, DC_>(out, q, k, v, mask, B, Nq, Nk, H, d, Mb, Mh, sc2, stream, op, err);
-    DS_ATT_CASE(2)   // d <= 32 (demo d = 24)
-    DS_ATT_CASE(4)   // d <= 64
-    DS_ATT_CASE(5)   // d <= 80 (DiT d = 72)
-    DS_ATT_CASE(8)   // d <= 128 (FLUX)
-    DS_ATT_CASE(12)  // d <= 192
-    DS_ATT_CASE(16)  // d <= 256
+        return launch_attention<T, DC_, RI_, CJ_>(out, q, k, v, mask, B, Nq, Nk, H, d, Mb, Mh, sc2, stream, op, err);
+    DS_ATT_CASE(2, 4, 2)   // d <= 32 (demo d = 24)
+    DS_ATT_CASE(4, 4, 2)   // d <= 64
+    DS_ATT_CASE(5, 4, 2)   // d <= 80 (DiT d = 72)
+    DS_ATT_CASE(8, 4, 2)   // d <= 128 (FLUX)
+    DS_ATT_CASE(12, 4, 2)  // d <= 192
+    DS_ATT_CASE(16, 4, 2)  // d <= 256
+    DS_ATT_CASE(24, 2, 1)  // d <= 384
+    DS_ATT_CASE(32, 2, 1)  // d <= 512 (VAE mid-block: one 512-wide head)
 #undef DS_ATT_CASE
     return DS_FAIL(err, DS_ERR_UNSUPPORTED, "%s: head dim %d > %d", op, d, ATT_MAX_D);
 }

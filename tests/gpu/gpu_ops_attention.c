@@ -3,7 +3,8 @@
  * the host first (method: gpu_ops_util.h; tolerances: gpu_tolerances.h, class ATTN).
  *
  * Shapes: B = 2, H = 3 (batch and head strides both matter: q/k/v are [B, N, H, d], a head is a strided
- * matrix); head dims 24, 64, 72, 128 (24 and 72 are not powers of two: partial vectors / fragments);
+ * matrix); head dims 24, 64, 72, 128 (24 and 72 are not powers of two: partial vectors / fragments), plus
+ * 320 and 512 (the large-head instances with smaller tiles; 512 is the VAE mid-block's single head);
  * Nq, Nk in {1, 17, 77, 257, 1000} (odd and not multiples of 32/64: partial query and key tiles, one key,
  * one query) and 1000 x 1000 (many key tiles: the online-softmax rescaling runs many times). Masks (additive):
  * [1, 1, Nq, Nk] (a key-padding mask: the last Nk/5 keys -inf, the rest U[-1, 0)), [B, H, Nq, Nk]
@@ -185,6 +186,8 @@ int main(void) {
         {17, 77, 64, MASK_1H, 0.0f},
         {17, 77, 64, MASK_B1, 0.0f},
         {17, 77, 64, MASK_BH_FULLROWS, 0.0f},
+        {77, 257, 512, MASK_NONE, 0.0f},    /* the VAE mid-block's single 512-wide head: 32 x 16 tiles */
+        {40, 33, 320, MASK_11, 0.0f},       /* 257..384 instance, odd sizes, a mask */
     };
     for (int di = 0; di < GPU_NDTYPES; di++) {
         const ds_dtype dt = gpu_dtype(di);
