@@ -4,17 +4,22 @@ The model is a class-conditional DiT over the latents of a small AutoencoderKL, 
 layout, so it goes through exactly the loading and pipeline code that real checkpoints use. The data is made
 here: the digits 0-9 rendered from the DejaVu fonts (Debian package fonts-dejavu-core), see render_glyph().
 
-Train (deterministic given --seed; prints the time of every phase):
-    nice -n 10 tools/.venv/bin/python tools/train_demo.py --out assets/demo --seed 0
+Train (deterministic given --seed; prints the time of every phase). The shipped model is the DiT phase of
+    tools/.venv/bin/python tools/train_demo.py --out assets/demo --seed 0 --vae-from DIR
+on the VAE of an earlier run with the same seed on the full recipe (--data full --vae-steps 2800: the VAE
+phase; its DiT is discarded). One command from scratch, `--out assets/demo --seed 0`, trains both phases on
+the defaults below (its VAE then sees the centered data only).
 Quality (trains a small CNN classifier on freshly rendered data, reports its held-out accuracy, then runs
 ditserve's C pipeline - not PyTorch - on >= 200 (seed, class) pairs and reports the share recognised as the
 requested class; also writes the sample grid docs/demo_grid.png):
     tools/.venv/bin/python tools/train_demo.py --eval --model assets/demo --ditserve build/server/ditserve
 
 Recipe (the defaults; docs/demo.md has the measured times and quality):
-  data     64x64 RGB; a digit in one of 3 bold DejaVu faces, 30-50 px, rotated +-12 deg, at a random position;
-           background a random colour or a 2-colour linear gradient; glyph colour random with a luminance gap
-           >= 90/255 to the background. 16000 training images (1600 per class), rendered once.
+  data     64x64 RGB; a digit in one of 3 bold DejaVu faces; "centered" (the default, what the shipped DiT saw):
+           38-50 px, rotated +-8 deg, centred within +-5 px, a dark background (luminance <= 100: a random
+           colour or a 2-colour linear gradient) and a lighter glyph of random colour (gap >= 110/255);
+           "full" (the VAE's data and the classifier's): 30-50 px, +-12 deg, anywhere, any colours with a
+           luminance gap >= 90/255. 16000 training images (1600 per class), rendered once.
   VAE      AutoencoderKL, block_out_channels (16, 32, 32) (4x: 64x64x3 -> 16x16x4), 1 layer per block,
            8 groups, mid-block attention; loss = MSE + L1 + 1e-4 * KL / pixels; AdamW 1e-3, cosine; batch 32,
            2800 steps, random 32x32 crops for the first 75%, whole images after.
@@ -23,9 +28,10 @@ Recipe (the defaults; docs/demo.md has the measured times and quality):
            ada_norm_zero, num_embeds_ada_norm 10 (class table 11 rows: row 10 is the null class),
            out_channels 4 (no learned sigma), one timestep/class embedder shared by all blocks; adaLN and output
            layers zero-initialised (DiT paper), class table N(0, 1); epsilon objective with diffusers'
-           DDPMScheduler (linear betas 1e-4..0.02, 1000 steps), uniform t, 10% of labels dropped to the null
-           class for CFG; AdamW 8e-4 (warm-up 200 steps), batch 64, 2500 steps, EMA 0.998 (the EMA weights are
-           shipped, as F16). Sampled with a DDIMScheduler config.
+           DDPMScheduler (linear betas 1e-4..0.02, 1000 steps), 10% of labels dropped to the null
+           class for CFG; half of each batch's timesteps drawn from [500, 1000) (where the class decides the
+           glyph), the other half uniform; AdamW 8e-4 (warm-up 200 steps, then constant), batch 64, 20000 steps,
+           EMA 0.998 (the EMA weights are shipped, as F16). Sampled with a DDIMScheduler config.
 """
 import argparse
 import json
@@ -522,7 +528,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "assets", "demo"))
     ap.add_argument("--smoke", action="store_true", help="a few-minute end-to-end run with tiny step counts")
     ap.add_argument("--n-images", type=int, default=16000)
-    ap.add_argument("--data", choices=["full", "centered"], default="full",
+    ap.add_argument("--data", choices=["full", "centered"], default="centered",
                     help="training data recipe (the classifier always trains on 'full', the harder superset)")
     ap.add_argument("--vae-steps", type=int, default=2800)
     ap.add_argument("--vae-batch", type=int, default=32)
@@ -531,14 +537,14 @@ def main():
     ap.add_argument("--vae-crop-frac", type=float, default=0.75, help="share of the VAE steps on crops")
     ap.add_argument("--kl-weight", type=float, default=1e-4)
     ap.add_argument("--vae-from", default=None, help="skip the VAE phase: take DIR/vae (trained with the same options)")
-    ap.add_argument("--dit-steps", type=int, default=2500)
+    ap.add_argument("--dit-steps", type=int, default=20000)
     ap.add_argument("--dit-batch", type=int, default=64)
     ap.add_argument("--dit-lr", type=float, default=8e-4)
     ap.add_argument("--dim", type=int, default=96)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--layers", type=int, default=10)
     ap.add_argument("--patch", type=int, default=4)
-    ap.add_argument("--t-high", type=float, default=0.0,
+    ap.add_argument("--t-high", type=float, default=0.5,
                     help="share of each DiT batch whose timestep is drawn from [--t-high-from, 1000)")
     ap.add_argument("--t-high-from", type=int, default=500)
     ap.add_argument("--ema", type=float, default=0.998)
