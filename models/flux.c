@@ -16,8 +16,9 @@
  *    Buffers dead after the attention (q, k) are reused for the output projections.
  *  - Host-side work is limited to host arrays: timestep / guidance x 1000 and the RoPE tables (ds_op_rope_freqs,
  *    fp64, CPU only) are computed in m->host and uploaded as f32 (the timestep vector and cos / sin are f32 on
- *    every device; on the CPU the tables are computed in place). Everything else is ds_op_* calls, which run
- *    where the tensors live. */
+ *    every device). The tables depend only on the position ids, which every step of a generation repeats, so
+ *    they are recomputed only when the ids change and otherwise just copied into the caller's tensors.
+ *    Everything else is ds_op_* calls, which run where the tensors live. */
 #include "flux.h"
 
 #include <math.h>
@@ -65,6 +66,7 @@ struct ds_flux {
     void          *staging;       /* host staging for weight uploads: load time only (CUDA; NULL on the CPU) */
     size_t         staging_bytes; /* its size; during planning, the largest upload seen */
     float         *host;          /* host f32 scratch (see fx_host_*): scaled timesteps, ids, RoPE tables */
+    int64_t        rope_L;        /* tokens of the RoPE tables held in m->host (-1: none yet) */
     fx_linear      x_emb, ctx_emb;
     fx_linear      t_lin1, t_lin2, g_lin1, g_lin2, p_lin1, p_lin2;
     fx_linear      norm_out, proj_out;
@@ -72,19 +74,22 @@ struct ds_flux {
     fx_single     *sgl;
 };
 
-/* m->host layout (floats): [max_batch] timestep or guidance x 1000, then [(max_txt + max_img) * n_axes] ids,
- * then off the CPU cos and sin [(max_txt + max_img) * head_dim] each (on the CPU the tables are computed
- * straight into the caller's tensors). */
+/* m->host layout (floats): [max_batch] timestep or guidance x 1000, then [(max_txt + max_img) * n_axes] ids of
+ * this call, then cos and sin [(max_txt + max_img) * head_dim] each, then [(max_txt + max_img) * n_axes] the ids
+ * those tables were computed for. The ids are the same at every step of a generation, so the tables are
+ * computed once per request (per change of ids) and only copied into the caller's tensors afterwards. */
 static int64_t fx_host_floats(const ds_flux *m) {
     const int64_t Lmax = (int64_t)m->max_txt + m->max_img;
-    int64_t n = m->max_batch + Lmax * m->cfg.n_axes;
-    if (m->pl.device.kind != DS_DEVICE_CPU) n += 2 * Lmax * m->cfg.head_dim;
-    return n;
+    return m->max_batch + 2 * Lmax * m->cfg.n_axes + 2 * Lmax * m->cfg.head_dim;
 }
 static float *fx_host_tt(const ds_flux *m) { return m->host; }
 static float *fx_host_ids(const ds_flux *m) { return m->host + m->max_batch; }
 static float *fx_host_rope(const ds_flux *m) { /* cos, then sin at + Lmax * head_dim */
     return m->host + m->max_batch + ((int64_t)m->max_txt + m->max_img) * m->cfg.n_axes;
+}
+static float *fx_host_rope_ids(const ds_flux *m) { /* the ids of the tables in fx_host_rope */
+    const int64_t Lmax = (int64_t)m->max_txt + m->max_img;
+    return fx_host_rope(m) + 2 * Lmax * m->cfg.head_dim;
 }
 
 /* ---- config -------------------------------------------------------------------------------------- */
@@ -572,6 +577,7 @@ ds_status ds_flux_load_on(const ds_component *comp, int max_batch, int max_img_t
     m->dbl = calloc((size_t)(c->num_layers ? c->num_layers : 1), sizeof *m->dbl);
     m->sgl = calloc((size_t)(c->num_single_layers ? c->num_single_layers : 1), sizeof *m->sgl);
     m->host = malloc((size_t)fx_host_floats(m) * sizeof(float));
+    m->rope_L = -1;
     if (!m->dbl || !m->sgl || !m->host) {
         st = DS_FAIL(err, DS_ERR_OOM, "ds_flux_load: out of memory");
         goto fail;
@@ -751,18 +757,21 @@ static ds_status fx_embed_run(ds_flux *m, int64_t B, int64_t T, int64_t N, const
     FX_CHECK(ds_op_silu(&h1, &h1, err));
     FX_CHECK(fx_lin_rows(&s.tmp, 0, &s.h1, 0, B, &m->p_lin2, err));
     FX_CHECK(ds_op_add(&te, &te, &tmp, err));
-    /* rope over cat(txt_ids, img_ids), text first: computed on the host (fp64, CPU only), uploaded as f32;
-     * on the CPU straight into the caller's tables */
+    /* rope over cat(txt_ids, img_ids), text first: computed on the host (fp64, CPU only) when the ids differ
+     * from the last call's, then copied (uploaded as f32 off the CPU) into the caller's tables */
     const int64_t na = c->n_axes;
-    float *ids = fx_host_ids(m);
+    float *ids = fx_host_ids(m), *kept = fx_host_rope_ids(m);
     memcpy(ids, txt_ids->data, (size_t)(T * na) * sizeof(float));
     memcpy(ids + T * na, img_ids->data, (size_t)(N * na) * sizeof(float));
-    const bool on_cpu = m->pl.device.kind == DS_DEVICE_CPU;
-    float *hc = on_cpu ? rope->cos.data : fx_host_rope(m);
-    float *hs = on_cpu ? rope->sin.data : fx_host_rope(m) + ((int64_t)m->max_txt + m->max_img) * d;
-    ds_tensor idt = ds_tensor_f32(ids, 2, L, na), ct = ds_tensor_f32(hc, 2, L, d), stn = ds_tensor_f32(hs, 2, L, d);
-    FX_CHECK(ds_op_rope_freqs(&ct, &stn, &idt, c->axes_dim, c->n_axes, c->rope_theta, err));
-    FX_CHECK(ds_tensor_write_f32(&rope->cos, hc, NULL, 0, err)); /* a no-op on the CPU */
+    float *hc = fx_host_rope(m), *hs = hc + ((int64_t)m->max_txt + m->max_img) * d;
+    if (m->rope_L != L || memcmp(kept, ids, (size_t)(L * na) * sizeof(float)) != 0) {
+        ds_tensor idt = ds_tensor_f32(ids, 2, L, na), ct = ds_tensor_f32(hc, 2, L, d), stn = ds_tensor_f32(hs, 2, L, d);
+        m->rope_L = -1; /* until the new tables are complete */
+        FX_CHECK(ds_op_rope_freqs(&ct, &stn, &idt, c->axes_dim, c->n_axes, c->rope_theta, err));
+        memcpy(kept, ids, (size_t)(L * na) * sizeof(float));
+        m->rope_L = L;
+    }
+    FX_CHECK(ds_tensor_write_f32(&rope->cos, hc, NULL, 0, err));
     FX_CHECK(ds_tensor_write_f32(&rope->sin, hs, NULL, 0, err));
 done:
     ds_arena_rewind(a, mk);
