@@ -27,6 +27,7 @@
 #include "cpu/cpu_util.h"
 #include "image_util.h"
 #include "ops.h"
+#include "op_shapes.h"
 #include "ops_dispatch.h"
 
 /* True when OpenBLAS threads each call itself with a pthread pool (see the file comment). */
@@ -99,23 +100,9 @@ ds_status ds_op_conv2d(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, c
     DS_TRY(ds_img_check(w, 4, op, "weight", err));
     DS_TRY(ds_img_check(out, 4, op, "out", err));
     if (bias) DS_TRY(ds_img_check(bias, 1, op, "bias", err));
-    const int64_t B = x->shape[0], cin = x->shape[1], h = x->shape[2], wd = x->shape[3];
-    const int64_t cout = w->shape[0], k = w->shape[2];
-    if (w->shape[3] != k || (k != 1 && k != 3))
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: kernel %lldx%lld, only square 1x1 and 3x3 are supported", op,
-                       (long long)w->shape[2], (long long)w->shape[3]);
-    if (padding != (k - 1) / 2)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: padding %d with a %lldx%lld kernel, expected %lld", op, padding,
-                       (long long)k, (long long)k, (long long)((k - 1) / 2));
-    if (w->shape[1] != cin)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: weight has %lld input channels, x has %lld", op,
-                       (long long)w->shape[1], (long long)cin);
-    if (bias && bias->shape[0] != cout)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: bias has %lld entries, weight has %lld output channels", op,
-                       (long long)bias->shape[0], (long long)cout);
-    const int64_t ho = h + 2 * padding - k + 1, wo = wd + 2 * padding - k + 1;
-    const int64_t oshape[4] = {B, cout, ho, wo};
-    DS_TRY(ds_img_expect_shape(out, 4, oshape, op, "out", err));
+    DS_TRY(ds_shape_conv2d(out, x, w, bias, padding, op, err));
+    const int64_t B = x->shape[0], cin = x->shape[1], h = x->shape[2], wd = x->shape[3]; /* x [B, Cin, H, W] */
+    const int64_t cout = w->shape[0], k = w->shape[2], ho = out->shape[2], wo = out->shape[3];
     {
         const char *o0 = out->data, *x0 = x->data;
         if (o0 < x0 + ds_tensor_nbytes(x) && x0 < o0 + ds_tensor_nbytes(out))

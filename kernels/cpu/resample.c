@@ -5,6 +5,7 @@
 
 #include "image_util.h"
 #include "ops.h"
+#include "op_shapes.h"
 #include "ops_dispatch.h"
 
 /* Fail unless the byte ranges of a and b are disjoint. */
@@ -46,14 +47,9 @@ ds_status ds_op_patchify(ds_tensor *out, const ds_tensor *x, int64_t p, ds_err *
     static const char op[] = "ds_op_patchify";
     DS_TRY(ds_img_check(x, 4, op, "x", err));
     DS_TRY(ds_img_check(out, 3, op, "out", err));
-    if (p < 1) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: patch size %lld < 1", op, (long long)p);
+    DS_TRY(ds_shape_patch(x, out, p, op, "x", "out", err));
     const int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
-    if (H % p != 0 || W % p != 0)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: image %lld x %lld is not a multiple of the patch size %lld", op,
-                       (long long)H, (long long)W, (long long)p);
     const int64_t hp = H / p, wp = W / p, F = C * p * p;
-    const int64_t oshape[3] = {B, hp * wp, F};
-    DS_TRY(ds_img_expect_shape(out, 3, oshape, op, "out", err));
     DS_TRY(check_disjoint(out, x, op, err));
     const float *xs = x->data;
     float *os = out->data;
@@ -77,14 +73,9 @@ ds_status ds_op_unpatchify(ds_tensor *out, const ds_tensor *y, int64_t p, ds_err
     static const char op[] = "ds_op_unpatchify";
     DS_TRY(ds_img_check(y, 3, op, "y", err));
     DS_TRY(ds_img_check(out, 4, op, "out", err));
-    if (p < 1) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: patch size %lld < 1", op, (long long)p);
+    DS_TRY(ds_shape_patch(out, y, p, op, "out", "y", err));
     const int64_t B = out->shape[0], C = out->shape[1], H = out->shape[2], W = out->shape[3];
-    if (H % p != 0 || W % p != 0)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out image %lld x %lld is not a multiple of the patch size %lld",
-                       op, (long long)H, (long long)W, (long long)p);
     const int64_t hp = H / p, wp = W / p, F = C * p * p;
-    const int64_t yshape[3] = {B, hp * wp, F};
-    DS_TRY(ds_img_expect_shape(y, 3, yshape, op, "y", err));
     DS_TRY(check_disjoint(out, y, op, err));
     const float *ys = y->data;
     float *os = out->data;

@@ -21,24 +21,12 @@
 #include <math.h>
 
 #include "cuda_util.cuh"
+#include "op_shapes.h"
 #include "ds_cuda.h"
 
 // ---- helpers --------------------------------------------------------------------------------------------
 
 // Shape check with the expected shape in the message.
-static ds_status expect_shape(const ds_tensor *t, int ndim, const int64_t *shape, const char *op, const char *what,
-                              ds_err *err) {
-    bool same = t->ndim == ndim;
-    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
-    if (same) return DS_OK;
-    ds_tensor e;
-    e.ndim = ndim;
-    for (int i = 0; i < ndim; i++) e.shape[i] = shape[i];
-    char got[96], want[96];
-    return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s has shape %s, expected %s", op, what,
-                   ds_tensor_shape_str(t, got, sizeof got), ds_tensor_shape_str(&e, want, sizeof want));
-}
-
 static size_t elem_size(ds_dtype t) { return t == DS_F32 ? 4 : 2; }
 
 // Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the total. sh: 32 floats.
@@ -90,23 +78,9 @@ extern "C" ds_status ds_cuda_op_conv2d(ds_tensor *out, const ds_tensor *x, const
     DS_TRY(ds_cuda_check(w, 4, dt, op, "weight", err));
     DS_TRY(ds_cuda_check(out, 4, dt, op, "out", err));
     if (bias) DS_TRY(ds_cuda_check(bias, 1, dt, op, "bias", err));
+    DS_TRY(ds_shape_conv2d(out, x, w, bias, padding, op, err));
     const int64_t B = x->shape[0], cin = x->shape[1], h = x->shape[2], wd = x->shape[3];  // x [B, Cin, H, W]
-    const int64_t cout = w->shape[0], k = w->shape[2];                                     // w [Cout, Cin, k, k]
-    if (w->shape[3] != k || (k != 1 && k != 3))
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: kernel %lldx%lld, only square 1x1 and 3x3 are supported", op,
-                       (long long)w->shape[2], (long long)w->shape[3]);
-    if (padding != (k - 1) / 2)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: padding %d with a %lldx%lld kernel, expected %lld", op, padding,
-                       (long long)k, (long long)k, (long long)((k - 1) / 2));
-    if (w->shape[1] != cin)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: weight has %lld input channels, x has %lld", op,
-                       (long long)w->shape[1], (long long)cin);
-    if (bias && bias->shape[0] != cout)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: bias has %lld entries, weight has %lld output channels", op,
-                       (long long)bias->shape[0], (long long)cout);
-    const int64_t ho = h + 2 * padding - k + 1, wo = wd + 2 * padding - k + 1;
-    const int64_t oshape[4] = {B, cout, ho, wo};  // out [B, Cout, Ho, Wo]
-    DS_TRY(expect_shape(out, 4, oshape, op, "out", err));
+    const int64_t cout = w->shape[0], k = w->shape[2], ho = out->shape[2], wo = out->shape[3];
     if (ds_cuda_overlap(out, x)) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out overlaps x", op);
     if (ds_cuda_overlap(out, w) || (bias && ds_cuda_overlap(out, bias)))
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out overlaps the weight or the bias", op);
@@ -262,7 +236,7 @@ extern "C" ds_status ds_cuda_op_groupnorm(ds_tensor *out, const ds_tensor *x, in
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: x has shape %s, expected [B, C, H, W] or [B, C, L]", op,
                        ds_tensor_shape_str(x, b, sizeof b));
     }
-    DS_TRY(expect_shape(out, x->ndim, x->shape, op, "out", err));
+    DS_TRY(ds_shape_expect(out, x->ndim, x->shape, op, "out", err));
     const int64_t B = x->shape[0], C = x->shape[1];  // x, out [B, C, H, W] or [B, C, L]
     if (groups <= 0 || C % groups != 0)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %lld channels are not divisible into %lld groups", op,
@@ -377,7 +351,7 @@ extern "C" ds_status ds_cuda_op_upsample_nearest2x(ds_tensor *out, const ds_tens
     DS_TRY(ds_cuda_check(out, 4, (int)x->dtype, op, "out", err));
     const int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];  // x [B, C, H, W]
     const int64_t oshape[4] = {B, C, 2 * H, 2 * W};                                      // out [B, C, 2H, 2W]
-    DS_TRY(expect_shape(out, 4, oshape, op, "out", err));
+    DS_TRY(ds_shape_expect(out, 4, oshape, op, "out", err));
     if (ds_cuda_overlap(out, x)) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out overlaps the input", op);
     DS_CUDA_STREAM(stream);
     const int64_t total = ds_tensor_numel(out);
@@ -394,14 +368,8 @@ extern "C" ds_status ds_cuda_op_patchify(ds_tensor *out, const ds_tensor *x, int
     static const char op[] = "ds_op_patchify";
     DS_TRY(ds_cuda_check(x, 4, -1, op, "x", err));
     DS_TRY(ds_cuda_check(out, 3, (int)x->dtype, op, "out", err));
-    if (p < 1) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: patch size %lld < 1", op, (long long)p);
-    const int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];  // x [B, C, H, W]
-    if (H % p != 0 || W % p != 0)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: image %lld x %lld is not a multiple of the patch size %lld", op,
-                       (long long)H, (long long)W, (long long)p);
-    const int64_t hp = H / p, wp = W / p, F = C * p * p;
-    const int64_t oshape[3] = {B, hp * wp, F};  // out [B, Hp*Wp, C*p*p]
-    DS_TRY(expect_shape(out, 3, oshape, op, "out", err));
+    DS_TRY(ds_shape_patch(x, out, p, op, "x", "out", err));  // x [B, C, H, W] -> out [B, Hp*Wp, C*p*p]
+    const int64_t C = x->shape[1], H = x->shape[2], W = x->shape[3];
     if (ds_cuda_overlap(out, x)) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out overlaps the input", op);
     DS_CUDA_STREAM(stream);
     const int64_t total = ds_tensor_numel(out);
@@ -418,14 +386,8 @@ extern "C" ds_status ds_cuda_op_unpatchify(ds_tensor *out, const ds_tensor *y, i
     static const char op[] = "ds_op_unpatchify";
     DS_TRY(ds_cuda_check(y, 3, -1, op, "y", err));
     DS_TRY(ds_cuda_check(out, 4, (int)y->dtype, op, "out", err));
-    if (p < 1) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: patch size %lld < 1", op, (long long)p);
-    const int64_t B = out->shape[0], C = out->shape[1], H = out->shape[2], W = out->shape[3];  // out [B, C, H, W]
-    if (H % p != 0 || W % p != 0)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out image %lld x %lld is not a multiple of the patch size %lld",
-                       op, (long long)H, (long long)W, (long long)p);
-    const int64_t hp = H / p, wp = W / p, F = C * p * p;
-    const int64_t yshape[3] = {B, hp * wp, F};  // y [B, Hp*Wp, p*p*C]
-    DS_TRY(expect_shape(y, 3, yshape, op, "y", err));
+    DS_TRY(ds_shape_patch(out, y, p, op, "out", "y", err));  // y [B, Hp*Wp, p*p*C] -> out [B, C, H, W]
+    const int64_t C = out->shape[1], H = out->shape[2], W = out->shape[3];
     if (ds_cuda_overlap(out, y)) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out overlaps the input", op);
     DS_CUDA_STREAM(stream);
     const int64_t total = ds_tensor_numel(out);

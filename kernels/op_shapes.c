@@ -1,0 +1,49 @@
+/* op_shapes.c - shape rules shared by the CPU ops and their CUDA twins (op_shapes.h). */
+#include "op_shapes.h"
+
+#include <stdbool.h>
+
+ds_status ds_shape_expect(const ds_tensor *t, int ndim, const int64_t *shape, const char *op, const char *what,
+                          ds_err *err) {
+    bool same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    if (same) return DS_OK;
+    ds_tensor e;
+    e.ndim = ndim;
+    for (int i = 0; i < ndim && i < DS_MAX_DIMS; i++) e.shape[i] = shape[i];
+    char got[96], want[96];
+    return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s has shape %s, expected %s", op, what,
+                   ds_tensor_shape_str(t, got, sizeof got), ds_tensor_shape_str(&e, want, sizeof want));
+}
+
+ds_status ds_shape_conv2d(const ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
+                          int padding, const char *op, ds_err *err) {
+    const int64_t B = x->shape[0], cin = x->shape[1], h = x->shape[2], wd = x->shape[3]; /* x [B, Cin, H, W] */
+    const int64_t cout = w->shape[0], k = w->shape[2];                                    /* w [Cout, Cin, k, k] */
+    if (w->shape[3] != k || (k != 1 && k != 3))
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: kernel %lldx%lld, only square 1x1 and 3x3 are supported", op,
+                       (long long)w->shape[2], (long long)w->shape[3]);
+    if (padding != (k - 1) / 2)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: padding %d with a %lldx%lld kernel, expected %lld", op, padding,
+                       (long long)k, (long long)k, (long long)((k - 1) / 2));
+    if (w->shape[1] != cin)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: weight has %lld input channels, x has %lld", op,
+                       (long long)w->shape[1], (long long)cin);
+    if (bias && bias->shape[0] != cout)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: bias has %lld entries, weight has %lld output channels", op,
+                       (long long)bias->shape[0], (long long)cout);
+    const int64_t ho = h + 2 * padding - k + 1, wo = wd + 2 * padding - k + 1;
+    const int64_t oshape[4] = {B, cout, ho, wo}; /* out [B, Cout, Ho, Wo] */
+    return ds_shape_expect(out, 4, oshape, op, "out", err);
+}
+
+ds_status ds_shape_patch(const ds_tensor *img, const ds_tensor *tok, int64_t p, const char *op, const char *img_what,
+                         const char *tok_what, ds_err *err) {
+    if (p < 1) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: patch size %lld < 1", op, (long long)p);
+    const int64_t B = img->shape[0], C = img->shape[1], H = img->shape[2], W = img->shape[3]; /* [B, C, H, W] */
+    if (H % p != 0 || W % p != 0)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s image %lld x %lld is not a multiple of the patch size %lld", op,
+                       img_what, (long long)H, (long long)W, (long long)p);
+    const int64_t tshape[3] = {B, (H / p) * (W / p), C * p * p}; /* [B, Hp*Wp, C*p*p] */
+    return ds_shape_expect(tok, 3, tshape, op, tok_what, err);
+}

@@ -1,0 +1,34 @@
+/* op_shapes.h - the shape rules of the image-shaped ops, shared by the CPU reference (kernels/cpu/) and its CUDA
+ * twin (kernels/cuda/), so both backends accept and refuse exactly the same arguments with the same messages.
+ * Only shapes: device, dtype and layout checks stay with each backend. Private to kernels/. */
+#ifndef DS_OP_SHAPES_H
+#define DS_OP_SHAPES_H
+
+#include <stdint.h>
+
+#include "status.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* t has exactly `shape` (ndim dims), else DS_ERR_INVALID_ARG "<op>: <what> has shape [..], expected [..]". */
+ds_status ds_shape_expect(const ds_tensor *t, int ndim, const int64_t *shape, const char *op, const char *what,
+                          ds_err *err);
+
+/* conv2d: x [B, Cin, H, W], w [Cout, Cin, k, k] with k in {1, 3} and padding == (k-1)/2, bias [Cout] or NULL,
+ * out [B, Cout, H + 2p - k + 1, W + 2p - k + 1]. The four tensors must already have the right ndim. */
+ds_status ds_shape_conv2d(const ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
+                          int padding, const char *op, ds_err *err);
+
+/* patchify: p >= 1 divides H and W of img [B, C, H, W]; tok is [B, (H/p)(W/p), C p p]. For unpatchify img is the
+ * output (its H, W, C define the grid) and `img_what` / `tok_what` name the arguments in messages. */
+ds_status ds_shape_patch(const ds_tensor *img, const ds_tensor *tok, int64_t p, const char *op, const char *img_what,
+                         const char *tok_what, ds_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DS_OP_SHAPES_H */
