@@ -16,6 +16,20 @@ ds_status ds_shape_expect(const ds_tensor *t, int ndim, const int64_t *shape, co
                    ds_tensor_shape_str(t, got, sizeof got), ds_tensor_shape_str(&e, want, sizeof want));
 }
 
+ds_status ds_shape_rows2d(const ds_tensor *t, int64_t b, int64_t d, const char *op, const char *what, ds_err *err) {
+    char buf[96];
+    if (t->ndim != 2 || t->shape[0] != b || t->shape[1] != d)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s: expected shape [%lld, %lld], got %s", op, what, (long long)b,
+                       (long long)d, ds_tensor_shape_str(t, buf, sizeof buf));
+    if (d > 1 && t->stride[1] != 1)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s: inner stride %lld, must be 1", op, what,
+                       (long long)t->stride[1]);
+    if (b > 1 && t->stride[0] < d)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s: row stride %lld smaller than the row length %lld", op, what,
+                       (long long)t->stride[0], (long long)d);
+    return DS_OK;
+}
+
 ds_status ds_shape_conv2d(const ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
                           int padding, const char *op, ds_err *err) {
     const int64_t B = x->shape[0], cin = x->shape[1], h = x->shape[2], wd = x->shape[3]; /* x [B, Cin, H, W] */

@@ -17,6 +17,10 @@ extern "C" {
 ds_status ds_shape_expect(const ds_tensor *t, int ndim, const int64_t *shape, const char *op, const char *what,
                           ds_err *err);
 
+/* A [B, D] operand that may be a column slice of a wider row-major matrix (adaLN scale/shift/gate): shape
+ * (b, d), stride[1] == 1 (unless d <= 1), stride[0] >= d (unless b <= 1); else DS_ERR_INVALID_ARG. */
+ds_status ds_shape_rows2d(const ds_tensor *t, int64_t b, int64_t d, const char *op, const char *what, ds_err *err);
+
 /* conv2d: x [B, Cin, H, W], w [Cout, Cin, k, k] with k in {1, 3} and padding == (k-1)/2, bias [Cout] or NULL,
  * out [B, Cout, H + 2p - k + 1, W + 2p - k + 1]. The four tensors must already have the right ndim. */
 ds_status ds_shape_conv2d(const ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,

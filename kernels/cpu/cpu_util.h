@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "op_shapes.h"
 #include "ops.h"
 #include "status.h"
 #include "tensor.h"
@@ -63,17 +64,7 @@ static inline ds_status ds_cpu_check_rows2d(const ds_tensor *t, int64_t b, int64
     if (t->dtype != DS_F32)
         return DS_FAIL(err, DS_ERR_UNSUPPORTED, "%s: %s: dtype %s, the CPU backend computes in f32", op, what,
                        ds_dtype_name(t->dtype));
-    char buf[96];
-    if (t->ndim != 2 || t->shape[0] != b || t->shape[1] != d)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s: expected shape [%lld, %lld], got %s", op, what, (long long)b,
-                       (long long)d, ds_tensor_shape_str(t, buf, sizeof buf));
-    if (d > 1 && t->stride[1] != 1)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s: inner stride %lld, must be 1", op, what,
-                       (long long)t->stride[1]);
-    if (b > 1 && t->stride[0] < d)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s: row stride %lld smaller than the row length %lld", op, what,
-                       (long long)t->stride[0], (long long)d);
-    return DS_OK;
+    return ds_shape_rows2d(t, b, d, op, what, err);
 }
 
 /* True when a and b have the same ndim and shape. */

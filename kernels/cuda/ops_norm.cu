@@ -12,6 +12,7 @@
 // ptr[b * stride0 + d]. Loads and stores are 16-byte vectors when the row length, every pointer and the
 // row strides allow it, element by element otherwise.
 #include "cuda_util.cuh"
+#include "op_shapes.h"
 
 namespace {
 
@@ -194,17 +195,7 @@ ds_status check_rows2d(const ds_tensor *t, int64_t b, int64_t d, ds_dtype dt, co
     if (t->dtype != dt)
         return DS_FAIL(err, DS_ERR_UNSUPPORTED, "%s: %s: dtype %d, expected %d (one dtype per call)", op, what,
                        (int)t->dtype, (int)dt);
-    char buf[96];
-    if (t->ndim != 2 || t->shape[0] != b || t->shape[1] != d)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s: expected shape [%lld, %lld], got %s", op, what, (long long)b,
-                       (long long)d, ds_tensor_shape_str(t, buf, sizeof buf));
-    if (d > 1 && t->stride[1] != 1)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s: inner stride %lld, must be 1", op, what,
-                       (long long)t->stride[1]);
-    if (b > 1 && t->stride[0] < d)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: %s: row stride %lld smaller than the row length %lld", op, what,
-                       (long long)t->stride[0], (long long)d);
-    return DS_OK;
+    return ds_shape_rows2d(t, b, d, op, what, err);
 }
 
 // The row stride the kernels use for a checked [B, D] operand (0 when there is one row: any stride is legal).
