@@ -87,16 +87,22 @@ static bool run_both(const char *dir, const ds_gen_params *g, const char *cache_
     return true;
 }
 
-static void case_dit(void) {
-    const int32_t label = 207;
+/* A class-conditional request: one label, CFG at guidance 4, the model's default size and scheduler. */
+static ds_gen_params dit_params(int steps, uint64_t seed, const int32_t *label) {
     ds_gen_params g;
     memset(&g, 0, sizeof g);
-    g.steps = 8;
+    g.steps = steps;
     g.guidance_scale = 4.0f;
     g.true_cfg_scale = NAN;
-    g.seed = 1;
-    g.class_labels = &label;
+    g.seed = seed;
+    g.class_labels = label;
     g.n_labels = 1;
+    return g;
+}
+
+static void case_dit(void) {
+    const int32_t label = 207;
+    const ds_gen_params g = dit_params(8, 1, &label);
     ds_gen_result r[2] = {{0}};
     if (run_both(DS_TEST_DATA_DIR "/ckpt/dit-tiny", &g, NULL, r, NULL)) compare("dit_tiny", &r[0], &r[1], GPU_TOL_IMAGE_MAD);
     ds_gen_result_free(&r[0]);
@@ -178,27 +184,13 @@ static void cached_pair(const char *kase, const char *dir, const ds_gen_params *
 
 static void case_cached(void) {
     const int32_t label = 207;
-    ds_gen_params g;
-    memset(&g, 0, sizeof g);
-    g.steps = 12;
-    g.guidance_scale = 4.0f;
-    g.true_cfg_scale = NAN;
-    g.seed = 2;
-    g.class_labels = &label;
-    g.n_labels = 1;
+    const ds_gen_params g = dit_params(12, 2, &label);
     cached_pair("dit_cached", DS_TEST_DATA_DIR "/ckpt/dit-tiny", &g, "F1B0_W2MC0_R0.45");
 }
 
 static void case_demo(void) {
     const int32_t label = 7;
-    ds_gen_params g;
-    memset(&g, 0, sizeof g);
-    g.steps = 25;
-    g.guidance_scale = 4.0f;
-    g.true_cfg_scale = NAN;
-    g.seed = 42;
-    g.class_labels = &label;
-    g.n_labels = 1;
+    const ds_gen_params g = dit_params(25, 42, &label);
     ds_gen_result r[2] = {{0}};
     if (run_both(DS_DEMO_DIR, &g, NULL, r, NULL)) {
         double mad = image_mad(&r[0], &r[1]);
