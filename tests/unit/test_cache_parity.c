@@ -119,7 +119,7 @@ static void parity(const char *name) {
     cr_assert_eq(ds_cache_config_parse_json(json, &cfg, &err), DS_OK, "%s: config %s: %s", name, json, err.msg);
     if (flux && !strcmp(meta(st, "lists"), "separate")) cfg.separate_block_lists = true;
 
-    ds_tensor noise, pe, pp, npe, npp;
+    ds_tensor noise, emb[4];
     float *bufs[5] = {0};
     int32_t labels[8];
     ds_gen_params g = {0};
@@ -128,20 +128,7 @@ static void parity(const char *name) {
     g.steps = (int)ds_test_meta_num(st, "steps");
     g.guidance_scale = (float)ds_test_meta_num(st, "guidance_scale");
     if (flux) {
-        bufs[1] = ds_test_read_f32(st, "prompt_embeds", &pe);
-        bufs[2] = ds_test_read_f32(st, "pooled_prompt_embeds", &pp);
-        g.prompt_embeds = &pe;
-        g.pooled_prompt_embeds = &pp;
-        if (ds_safetensors_find(st, "negative_prompt_embeds")) {
-            bufs[3] = ds_test_read_f32(st, "negative_prompt_embeds", &npe);
-            bufs[4] = ds_test_read_f32(st, "negative_pooled_prompt_embeds", &npp);
-            g.negative_prompt_embeds = &npe;
-            g.negative_pooled_prompt_embeds = &npp;
-        }
-        g.width = (int)ds_test_meta_num(st, "width");
-        g.height = (int)ds_test_meta_num(st, "height");
-        g.true_cfg_scale = (float)ds_test_meta_num(st, "true_cfg_scale");
-        g.num_images = (int)ds_test_meta_num(st, "num_images");
+        ds_test_flux_request(st, &g, emb, bufs + 1);
     } else {
         cr_assert_str_eq(meta(st, "scheduler"), "ddim");
         g.scheduler = DS_SCHED_DDIM;

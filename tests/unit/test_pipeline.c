@@ -118,26 +118,13 @@ Test(pipeline_dit, ddim_without_cfg_matches_diffusers) { dit_case("pipe/dit_ddim
 static void flux_case(const char *file) {
     ds_safetensors *st = ds_test_open(file);
     ds_pipeline *p = load("flux-tiny");
-    ds_tensor noise, pe, pp, npe, npp;
+    ds_tensor noise, emb[4];
     float *bufs[5] = {0};
     bufs[0] = ds_test_read_f32(st, "init_noise", &noise);
-    bufs[1] = ds_test_read_f32(st, "prompt_embeds", &pe);
-    bufs[2] = ds_test_read_f32(st, "pooled_prompt_embeds", &pp);
     ds_gen_params g = {0};
-    if (ds_safetensors_find(st, "negative_prompt_embeds")) {
-        bufs[3] = ds_test_read_f32(st, "negative_prompt_embeds", &npe);
-        bufs[4] = ds_test_read_f32(st, "negative_pooled_prompt_embeds", &npp);
-        g.negative_prompt_embeds = &npe;
-        g.negative_pooled_prompt_embeds = &npp;
-    }
-    g.width = (int)ds_test_meta_num(st, "width");
-    g.height = (int)ds_test_meta_num(st, "height");
+    ds_test_flux_request(st, &g, emb, bufs + 1);
     g.steps = (int)ds_test_meta_num(st, "steps");
     g.guidance_scale = (float)ds_test_meta_num(st, "guidance_scale");
-    g.true_cfg_scale = (float)ds_test_meta_num(st, "true_cfg_scale");
-    g.num_images = (int)ds_test_meta_num(st, "num_images");
-    g.prompt_embeds = &pe;
-    g.pooled_prompt_embeds = &pp;
     g.init_noise = &noise;
     ds_tensor steps_t;
     float *steps_ref = ds_test_read_f32(st, "latents_packed", &steps_t);

@@ -127,3 +127,21 @@ char *ds_test_replace(const char *text, const char *from, const char *to) {
     memcpy(o + pre + tl, at + fl, rest + 1);
     return o;
 }
+
+void ds_test_flux_request(const ds_safetensors *st, ds_gen_params *g, ds_tensor t[4], float *bufs[4]) {
+    for (int i = 0; i < 4; i++) bufs[i] = NULL;
+    bufs[0] = ds_test_read_f32(st, "prompt_embeds", &t[0]);
+    bufs[1] = ds_test_read_f32(st, "pooled_prompt_embeds", &t[1]);
+    g->prompt_embeds = &t[0];
+    g->pooled_prompt_embeds = &t[1];
+    if (ds_safetensors_find(st, "negative_prompt_embeds")) {
+        bufs[2] = ds_test_read_f32(st, "negative_prompt_embeds", &t[2]);
+        bufs[3] = ds_test_read_f32(st, "negative_pooled_prompt_embeds", &t[3]);
+        g->negative_prompt_embeds = &t[2];
+        g->negative_pooled_prompt_embeds = &t[3];
+    }
+    g->width = (int)ds_test_meta_num(st, "width");
+    g->height = (int)ds_test_meta_num(st, "height");
+    g->true_cfg_scale = (float)ds_test_meta_num(st, "true_cfg_scale");
+    g->num_images = (int)ds_test_meta_num(st, "num_images");
+}

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pipeline.h"
 #include "safetensors.h"
 #include "tensor.h"
 
@@ -15,6 +16,11 @@ ds_safetensors *ds_test_open(const char *relpath);
 /* Read tensor `name` from st as f32 into a malloc'd buffer (caller frees); shape into *t (if non-NULL,
  * a contiguous f32 CPU tensor over the returned buffer). Fails the test if missing. */
 float *ds_test_read_f32(const ds_safetensors *st, const char *name, ds_tensor *t);
+
+/* The FLUX request of an exported pipeline reference (tools/export_pipelines.py): prompt_embeds, pooled and,
+ * when present, the negative pair into t[0..4) over malloc'd buffers bufs[0..4) (caller frees; unused slots
+ * NULL), pointed to from g, plus g's width, height, true_cfg_scale and num_images from the metadata. */
+void ds_test_flux_request(const ds_safetensors *st, ds_gen_params *g, ds_tensor t[4], float *bufs[4]);
 
 /* Metadata value parsed as a number; fails the test if missing. */
 double ds_test_meta_num(const ds_safetensors *st, const char *key);
