@@ -1,11 +1,12 @@
 /* cache_vec.h - the few whole-vector operations DBCache and TaylorSeer need (copy, a - b, a + b, the
  * relative-L1 residual diff, divided differences, Taylor terms), on the device of the block state.
  *
- * A vector is a ds_tensor used as flat storage: its first n elements (capacity >= n). On the CPU (f32)
- * each operation is the plain fp32 loop cache-dit's arithmetic implies, exactly as before this layer
- * existed (so the CPU cache decisions stay bit-identical to the cache-dit parity traces). On CUDA each is
- * one op from ops.h on the device; the residual diff is one fused reduction plus one 16-byte copy to the
- * host (ds_op_diff_sums), never a copy of the vector. All vectors of one call share device and dtype. */
+ * A vector is a ds_tensor used as flat storage: its first n elements (capacity >= n). Each operation is one
+ * op from ops.h on the vectors' device (the CPU ops are the plain fp32 loops cache-dit's arithmetic implies,
+ * so CPU decisions stay bit-identical to the cache-dit parity traces); the two TaylorSeer formulas keep an
+ * explicit CPU loop for their exact rounding order. The residual diff is one fused reduction plus, on CUDA,
+ * one 16-byte copy to the host (ds_op_diff_sums), never a copy of the vector. All vectors of one call share
+ * device and dtype. */
 #ifndef DS_CACHE_VEC_H
 #define DS_CACHE_VEC_H
 
