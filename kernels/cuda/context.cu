@@ -25,6 +25,7 @@ struct ds_cuda_ctx {
     ds_cuda_lt *lt;       // handle + workspace + per-shape algorithm cache
     void *scratch;        // device memory, DS_CTX_SCRATCH_BYTES, for the ops' reductions
     size_t scratch_bytes;
+    ds_cuda_attn_path attn;  // DS_CUDA_ATTN_FAST (0, calloc) unless set
 };
 
 static __thread ds_cuda_ctx *tls_ctx = NULL;
@@ -114,6 +115,14 @@ extern "C" ds_cuda_ctx *ds_cuda_ctx_current(void) { return tls_ctx; }
 extern "C" int ds_cuda_ctx_device(const ds_cuda_ctx *ctx) { return ctx ? ctx->device : -1; }
 
 extern "C" void *ds_cuda_ctx_stream(const ds_cuda_ctx *ctx) { return ctx ? (void *)ctx->stream : NULL; }
+
+extern "C" void ds_cuda_ctx_set_attention(ds_cuda_ctx *ctx, ds_cuda_attn_path path) {
+    if (ctx) ctx->attn = path == DS_CUDA_ATTN_EXACT ? DS_CUDA_ATTN_EXACT : DS_CUDA_ATTN_FAST;
+}
+
+extern "C" ds_cuda_attn_path ds_cuda_ctx_attention(const ds_cuda_ctx *ctx) {
+    return ctx ? ctx->attn : DS_CUDA_ATTN_FAST;
+}
 
 extern "C" struct ds_cuda_lt *ds_cuda_ctx_lt(void) { return tls_ctx ? tls_ctx->lt : NULL; }
 

@@ -210,4 +210,17 @@ static inline ds_row_layout ds_cuda_row_layout(int64_t rows, int64_t nv, int per
     return l;
 }
 
+// ---- attention paths (ops_attention_mma.cu) ----------------------------------------------------------
+
+// True when the tensor-core tile can run this (already validated) attention call: bf16/f16, no mask, head
+// dim a multiple of 8 and <= ATT_MMA_MAX_D (128), every pointer 16-byte aligned.
+bool ds_cuda_attention_mma_eligible(const ds_tensor *out, const ds_tensor *q, const ds_tensor *k, const ds_tensor *v,
+                                    const ds_tensor *mask);
+
+// Enqueue the tensor-core tile on `stream` for an eligible call (q, out [B, Nq, H, d]; k, v [B, Nk, H, d],
+// Nk > 0). sc2 = scale * log2(e). Errors: DS_ERR_DEVICE (shared-memory opt-in or launch), DS_ERR_UNSUPPORTED
+// (grid too large).
+ds_status ds_cuda_attention_mma(ds_tensor *out, const ds_tensor *q, const ds_tensor *k, const ds_tensor *v, float sc2,
+                                cudaStream_t stream, const char *op, ds_err *err);
+
 #endif  // DS_CUDA_UTIL_CUH

@@ -69,6 +69,15 @@ ds_status ds_cuda_ctx_sync(ds_err *err);
 ds_status ds_cuda_ctx_upload(void *d_dst, const void *src, size_t bytes, ds_err *err);
 ds_status ds_cuda_ctx_download(void *dst, const void *d_src, size_t bytes, ds_err *err);
 
+/* Which kernel ds_cuda_op_attention takes on a context. DS_CUDA_ATTN_FAST (a new context's default): the
+ * tensor-core kernel (attention_mma.cuh: mma.sync, P rounded to the input type before P . v, fp32
+ * accumulation and softmax) for bf16/f16 calls without a mask whose head dim is a multiple of 8 and
+ * <= 128 and whose pointers are 16-byte aligned; every other call takes the fp32-inside kernel.
+ * DS_CUDA_ATTN_EXACT: always the fp32-inside kernel (the reference path; P stays fp32). */
+typedef enum { DS_CUDA_ATTN_FAST = 0, DS_CUDA_ATTN_EXACT = 1 } ds_cuda_attn_path;
+void ds_cuda_ctx_set_attention(ds_cuda_ctx *ctx, ds_cuda_attn_path path);
+ds_cuda_attn_path ds_cuda_ctx_attention(const ds_cuda_ctx *ctx);
+
 /* The current context's cuBLASLt handle (for the tensor-level linear and conv2d). NULL when none. */
 struct ds_cuda_lt *ds_cuda_ctx_lt(void);
 
@@ -104,7 +113,9 @@ ds_status ds_cuda_op_convert(ds_tensor *out, const ds_tensor *x, ds_err *err);
 ds_status ds_cuda_op_diff_sums(const ds_tensor *a, const ds_tensor *b, double *sum_abs_diff, double *sum_abs_a,
                                ds_err *err);
 
-/* ops_attention.cu: tiled, online softmax, never an Nq x Nk matrix; scratch is ignored (may be NULL). */
+/* ops_attention.cu: tiled, online softmax, never an Nq x Nk matrix; scratch is ignored (may be NULL).
+ * The kernel follows the current context's ds_cuda_attn_path (tensor cores for eligible bf16/f16 calls by
+ * default). */
 ds_status ds_cuda_op_attention(ds_tensor *out, const ds_tensor *q, const ds_tensor *k, const ds_tensor *v,
                                const ds_tensor *mask, float scale, ds_err *err);
 

@@ -1,7 +1,8 @@
 // ops_attention.cu - the CUDA twin of ds_op_attention (PyTorch scaled_dot_product_attention per head):
 // out = softmax(q . k^T * scale + mask) . v, tiled with an online softmax (flash-attention style), so no
-// Nq x Nk matrix ever exists in global memory. CUDA cores, fp32 everywhere inside (tensor cores are a
-// later performance step).
+// Nq x Nk matrix ever exists in global memory. This file's kernel runs on CUDA cores, fp32 everywhere
+// inside: the path for f32, masks, head dims above 128 and DS_CUDA_ATTN_EXACT contexts. Eligible bf16/f16
+// calls take the tensor-core tile instead (ops_attention_mma.cu, attention_mma.cuh).
 //
 // (Head dims above 256, up to 512, use 32-query x 16-key tiles instead; see ATT_THREADS below.)
 // Work split: one thread block of 256 threads per (b, h, tile of BQ = 64 queries); the grid is flat,
@@ -267,6 +268,8 @@ extern "C" ds_status ds_cuda_op_attention(ds_tensor *out, const ds_tensor *q, co
     }
     const float sc = scale > 0.0f ? scale : (float)(1.0 / sqrt((double)d));
     const float sc2 = sc * 1.4426950408889634f;  // softmax in base 2
+    if (ds_cuda_ctx_attention(stream_ctx_) == DS_CUDA_ATTN_FAST && ds_cuda_attention_mma_eligible(out, q, k, v, mask))
+        return ds_cuda_attention_mma(out, q, k, v, sc2, stream, op, err);
     ds_status st = DS_OK;
     DS_CUDA_DTYPE_SWITCH(q->dtype, T,
         st = dispatch_d<T>((T *)out->data, (const T *)q->data, (const T *)k->data, (const T *)v->data,

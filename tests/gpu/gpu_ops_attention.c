@@ -1,6 +1,8 @@
-/* gpu_ops_attention.c - GPU twin tests of scaled-dot-product attention (ops_attention.cu: tiled, online
- * softmax) against the CPU reference ds_op_attention, in f32, bf16 and f16 on inputs rounded to the dtype on
- * the host first (method: gpu_ops_util.h; tolerances: gpu_tolerances.h, class ATTN).
+/* gpu_ops_attention.c - GPU twin tests of scaled-dot-product attention against the CPU reference
+ * ds_op_attention, in f32, bf16 and f16 on inputs rounded to the dtype on the host first (method:
+ * gpu_ops_util.h; tolerances: gpu_tolerances.h). Every case runs on the fp32-inside kernel
+ * (ops_attention.cu, DS_CUDA_ATTN_EXACT, class ATTN), then the bf16/f16 cases again on the default path,
+ * where the unmasked ones with d <= 128 take the tensor-core tile (ops_attention_mma.cu, class ATTN_TC).
  *
  * Shapes: B = 2, H = 3 (batch and head strides both matter: q/k/v are [B, N, H, d], a head is a strided
  * matrix); head dims 24, 64, 72, 128 (24 and 72 are not powers of two: partial vectors / fragments), plus
@@ -57,10 +59,16 @@ static void mask_fill(float *m, mask_kind kind, int64_t mb, int64_t mh, int64_t 
     free(u);
 }
 
-static void attn_case(ds_dtype dt, int64_t nq, int64_t nk, int64_t d, mask_kind mk, float scale, uint64_t seed) {
+/* The context's path (ds_cuda_ctx_set_attention) picks the kernel; the tensor-core tile runs the calls it is
+ * eligible for (ds_cuda_ops.h: bf16/f16, no mask, d % 8 == 0, d <= 128; device buffers are aligned) and is
+ * held to the ATTN_TC class, every other call to ATTN. */
+static void attn_case(ds_cuda_attn_path path, ds_dtype dt, int64_t nq, int64_t nk, int64_t d, mask_kind mk,
+                      float scale, uint64_t seed) {
+    const int tc = path == DS_CUDA_ATTN_FAST && dt != DS_F32 && mk == MASK_NONE && d % 8 == 0 && d <= 128;
     char kase[160];
-    snprintf(kase, sizeof kase, "attention_%s_d%lld_nq%lld_nk%lld_%s_scale%s", ds_dtype_name(dt), (long long)d,
-             (long long)nq, (long long)nk, mask_name(mk), scale > 0.0f ? "" : "default");
+    snprintf(kase, sizeof kase, "attention_%s_%s_d%lld_nq%lld_nk%lld_%s_scale%s", tc ? "tc" : "exact",
+             ds_dtype_name(dt), (long long)d, (long long)nq, (long long)nk, mask_name(mk),
+             scale > 0.0f ? "" : "default");
     if (scale > 0.0f) {
         const size_t l = strlen(kase);
         snprintf(kase + l, sizeof kase - l, "%g", (double)scale);
@@ -100,7 +108,10 @@ static void attn_case(ds_dtype dt, int64_t nq, int64_t nk, int64_t d, mask_kind 
     if (!gpu_run_ok(TEST, kase, ds_op_attention(&dout.t, &dq.t, &dk.t, &dv.t, m ? &dm.t : NULL, scale, NULL, 0, &e),
                     &e))
         goto done;
-    gpu_check(TEST, kase, &dout, ref, GPU_TOL(dt, ATTN));
+    if (tc)
+        gpu_check(TEST, kase, &dout, ref, GPU_TOL(dt, ATTN_TC));
+    else
+        gpu_check(TEST, kase, &dout, ref, GPU_TOL(dt, ATTN));
 done:
     gpu_dev_free(&dq);
     gpu_dev_free(&dk);
@@ -189,14 +200,21 @@ int main(void) {
         {77, 257, 512, MASK_NONE, 0.0f},    /* the VAE mid-block's single 512-wide head: 32 x 16 tiles */
         {40, 33, 320, MASK_11, 0.0f},       /* 257..384 instance, odd sizes, a mask */
     };
-    for (int di = 0; di < GPU_NDTYPES; di++) {
-        const ds_dtype dt = gpu_dtype(di);
-        for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
-            for (size_t j = 0; j < sizeof seqs / sizeof seqs[0]; j++)
-                attn_case(dt, seqs[j][0], seqs[j][1], dims[i], MASK_NONE, 0.0f, seed++);
-        for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
-            attn_case(dt, extra[i].nq, extra[i].nk, extra[i].d, extra[i].mask, extra[i].scale, seed++);
+    /* every case on the fp32-inside kernel, then the bf16/f16 ones again on the default (tensor-core) path */
+    for (int p = 0; p < 2; p++) {
+        const ds_cuda_attn_path path = p == 0 ? DS_CUDA_ATTN_EXACT : DS_CUDA_ATTN_FAST;
+        ds_cuda_ctx_set_attention(ctx, path);
+        for (int di = 0; di < GPU_NDTYPES; di++) {
+            const ds_dtype dt = gpu_dtype(di);
+            if (path == DS_CUDA_ATTN_FAST && dt == DS_F32) continue; /* f32 always takes the exact kernel */
+            for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+                for (size_t j = 0; j < sizeof seqs / sizeof seqs[0]; j++)
+                    attn_case(path, dt, seqs[j][0], seqs[j][1], dims[i], MASK_NONE, 0.0f, seed++);
+            for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
+                attn_case(path, dt, extra[i].nq, extra[i].nk, extra[i].d, extra[i].mask, extra[i].scale, seed++);
+        }
     }
+    ds_cuda_ctx_set_attention(ctx, DS_CUDA_ATTN_FAST);
 
     error_cases();
     gpu_ctx_close(ctx);

@@ -87,6 +87,19 @@
  *                                                 bf16 before P*V would break the fp32-inside
  *                                                 contract and exceed the bf16 row below.)
  *   ATTN bf16 / f16      u+1e-5   2e-6    2u      one output rounding + the fp32 part above.
+ *   ATTN_TC bf16 / f16   2u       u+4e-5  2u      the tensor-core tile (DS_CUDA_ATTN_FAST, attention_
+ *   (tensor cores)                                mma.cuh; also its host emulation, tests/emu): P is
+ *                                                 rounded to the input type before P*V, l is summed
+ *                                                 from the unrounded P. Each rounded p_j errs by <= u
+ *                                                 p_j, so |sum_j dp_j v_j| / l <= u sum_j p_j |v_j| /
+ *                                                 l <= u max|v| = u per element (|v| <= 1): ATOL u.
+ *                                                 f16 p below 2^-14 are subnormal (step 2^-24, error
+ *                                                 <= 2^-25 each): <= Nk * 3e-8 = 3e-5 over 1000 keys,
+ *                                                 plus the fp32 part (~1e-6): + 4e-5. The output
+ *                                                 rounding adds <= u |out|: RTOL 2u. Per tensor the
+ *                                                 P errors have random signs: rms ~ u/sqrt(3) of the
+ *                                                 output scale, in quadrature with the output
+ *                                                 rounding (0.45u): ~0.75u; REL 2u.
  *   CONV f32 (conv2d)    1e-5     1e-5    1e-5    K = Cin*k*k <= 576 fp32 products summed on both
  *                                                 sides (CPU sgemm, device cuBLASLt without TF32):
  *                                                 |err| ~ eps32*sqrt(K)*|partial sums| (<= 1 here:
@@ -201,6 +214,15 @@
 #define GPU_TOL_ATTN_F16_REL (GPU_U_F16 + GPU_TOL_ATTN_F32_RTOL)
 #define GPU_TOL_ATTN_F16_ATOL 2e-6
 #define GPU_TOL_ATTN_F16_RTOL (2 * GPU_U_F16)
+#define GPU_TOL_ATTN_TC_F32_REL GPU_TOL_ATTN_F32_REL /* f32 never takes the tensor-core tile */
+#define GPU_TOL_ATTN_TC_F32_ATOL GPU_TOL_ATTN_F32_ATOL
+#define GPU_TOL_ATTN_TC_F32_RTOL GPU_TOL_ATTN_F32_RTOL
+#define GPU_TOL_ATTN_TC_BF16_REL (2 * GPU_U_BF16)
+#define GPU_TOL_ATTN_TC_BF16_ATOL (GPU_U_BF16 + 4e-5)
+#define GPU_TOL_ATTN_TC_BF16_RTOL (2 * GPU_U_BF16)
+#define GPU_TOL_ATTN_TC_F16_REL (2 * GPU_U_F16)
+#define GPU_TOL_ATTN_TC_F16_ATOL (GPU_U_F16 + 4e-5)
+#define GPU_TOL_ATTN_TC_F16_RTOL (2 * GPU_U_F16)
 
 #define GPU_TOL_CONV_F32_REL 1e-5
 #define GPU_TOL_CONV_F32_ATOL 1e-5
