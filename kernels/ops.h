@@ -25,6 +25,16 @@ extern "C" {
 /* nn.Linear: out[..., N] = x[..., K] · w[N, K]ᵀ + bias[N]. bias may be NULL. (OpenBLAS sgemm) */
 ds_status ds_op_linear(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias, ds_err *err);
 
+/* GELU kinds: exact (erf) and PyTorch's approximate="tanh". */
+typedef enum ds_gelu_kind { DS_GELU_EXACT = 0, DS_GELU_TANH } ds_gelu_kind;
+
+/* nn.Linear followed by GELU: out = gelu(x · wᵀ + bias), the MLP's first layer. Shapes, aliasing and
+ * errors as ds_op_linear, plus DS_ERR_INVALID_ARG for an unknown kind. The CPU runs ds_op_linear then
+ * ds_op_gelu in place (bit-identical to calling them); the CUDA twin fuses bias + tanh-GELU into the
+ * cuBLASLt epilogue for bf16/f16 (one rounding of the fp32 result instead of two passes over out). */
+ds_status ds_op_linear_gelu(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
+                            ds_gelu_kind kind, ds_err *err);
+
 /* ---- normalization and modulation ----------------------------------------------------------- */
 
 /* LayerNorm over the last dim: out = (x - mean) / sqrt(var + eps) [* weight + bias].
@@ -49,8 +59,6 @@ ds_status ds_op_gate_add(ds_tensor *out, const ds_tensor *residual, const ds_ten
                          ds_err *err);
 
 /* ---- activations (elementwise, any shape, in place OK) ------------------------------------- */
-
-typedef enum ds_gelu_kind { DS_GELU_EXACT = 0, DS_GELU_TANH } ds_gelu_kind;
 
 ds_status ds_op_gelu(ds_tensor *out, const ds_tensor *x, ds_gelu_kind kind, ds_err *err);
 ds_status ds_op_silu(ds_tensor *out, const ds_tensor *x, ds_err *err);

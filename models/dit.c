@@ -617,8 +617,7 @@ ds_status ds_dit_block_forward(ds_dit *m, int i, ds_tensor *hidden, const ds_ten
 
     /* MLP branch: h += gate_mlp * ff(LN(h; norm_eps) * (1 + scale_mlp) + shift_mlp) */
     if ((s = ds_op_layernorm_modulate(&ws.a, hidden, &scale_mlp, &shift_mlp, c->norm_eps, err)) != DS_OK) goto out;
-    if ((s = ds_op_linear(&ws.f, &ws.a, &w->ff1_w, &w->ff1_b, err)) != DS_OK) goto out;
-    if ((s = ds_op_gelu(&ws.f, &ws.f, c->gelu, err)) != DS_OK) goto out;
+    if ((s = ds_op_linear_gelu(&ws.f, &ws.a, &w->ff1_w, &w->ff1_b, c->gelu, err)) != DS_OK) goto out;
     if ((s = ds_op_linear(&ws.o, &ws.f, &w->ff2_w, &w->ff2_b, err)) != DS_OK) goto out;
     s = ds_op_gate_add(hidden, hidden, &ws.o, &gate_mlp, err);
 out:

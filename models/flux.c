@@ -701,10 +701,12 @@ static ds_status fx_adaln(const ds_tensor *mod, const ds_tensor *st, const ds_te
     return fx_lin_rows(mod, 0, st, 0, B, lin, err);
 }
 
-/* In place tanh-GELU over the first n elements of x. */
-static ds_status fx_gelu(const ds_tensor *x, int64_t n, ds_err *err) {
-    ds_tensor t = fx_v2(x, 0, 1, n);
-    return ds_op_gelu(&t, &t, DS_GELU_TANH, err);
+/* fx_lin_rows followed by tanh-GELU (diffusers' "gelu-approximate" FeedForward and the single blocks'
+ * act_mlp), one fused op. */
+static ds_status fx_lin_gelu_rows(const ds_tensor *out, const ds_tensor *x, int64_t rows, const fx_linear *lin,
+                                  ds_err *err) {
+    ds_tensor o = fx_v2(out, 0, rows, lin->w.shape[0]), in = fx_v2(x, 0, rows, lin->w.shape[1]);
+    return ds_op_linear_gelu(&o, &in, &lin->w, lin->b.data ? &lin->b : NULL, DS_GELU_TANH, err);
 }
 
 /* ---- the pieces on validated tensors ------------------------------------------------------------- */
@@ -817,15 +819,13 @@ static ds_status fx_double_run(ds_flux *m, int i, int64_t B, int64_t T, int64_t 
     /* image stream */
     FX_CHECK(fx_gate_add(hid, &s.xa, B, N, D, &s.mod_x, 6, 2, err));
     FX_CHECK(fx_norm_mod(&s.nx, hid, B, N, D, &s.mod_x, 6, 3, 4, err));
-    FX_CHECK(fx_lin_rows(&s.ffh, 0, &s.nx, 0, B * N, &w->ff0, err)); // [B, N, 4D]
-    FX_CHECK(fx_gelu(&s.ffh, B * N * c->mlp_hidden, err));
+    FX_CHECK(fx_lin_gelu_rows(&s.ffh, &s.nx, B * N, &w->ff0, err)); // [B, N, 4D]
     FX_CHECK(fx_lin_rows(&s.xa, 0, &s.ffh, 0, B * N, &w->ff2, err));
     FX_CHECK(fx_gate_add(hid, &s.xa, B, N, D, &s.mod_x, 6, 5, err));
     /* text stream */
     FX_CHECK(fx_gate_add(enc, &s.ca, B, T, D, &s.mod_c, 6, 2, err));
     FX_CHECK(fx_norm_mod(&s.nc, enc, B, T, D, &s.mod_c, 6, 3, 4, err));
-    FX_CHECK(fx_lin_rows(&s.ffh, 0, &s.nc, 0, B * T, &w->ffc0, err)); // [B, T, 4D]
-    FX_CHECK(fx_gelu(&s.ffh, B * T * c->mlp_hidden, err));
+    FX_CHECK(fx_lin_gelu_rows(&s.ffh, &s.nc, B * T, &w->ffc0, err)); // [B, T, 4D]
     FX_CHECK(fx_lin_rows(&s.ca, 0, &s.ffh, 0, B * T, &w->ffc2, err));
     FX_CHECK(fx_gate_add(enc, &s.ca, B, T, D, &s.mod_c, 6, 5, err));
 done:
@@ -846,8 +846,7 @@ static ds_status fx_single_run(ds_flux *m, int j, int64_t B, int64_t L, ds_tenso
     /* AdaLayerNormZeroSingle chunks: 0 shift, 1 scale, 2 gate */
     FX_CHECK(fx_adaln(&s.mod, &s.st, temb, B, D, &w->norm, err));      // [B, 3D]
     FX_CHECK(fx_norm_mod(&s.ns, cat, B, L, D, &s.mod, 3, 0, 1, err));   // [B, L, D]
-    FX_CHECK(fx_lin_rows(&s.mlp, 0, &s.ns, 0, B * L, &w->proj_mlp, err)); // [B, L, 4D]
-    FX_CHECK(fx_gelu(&s.mlp, B * L * c->mlp_hidden, err));
+    FX_CHECK(fx_lin_gelu_rows(&s.mlp, &s.ns, B * L, &w->proj_mlp, err)); // [B, L, 4D]
     FX_CHECK(fx_lin_rows(&s.q, 0, &s.ns, 0, B * L, &w->to_q, err)); // [B, L, H, d]
     FX_CHECK(fx_lin_rows(&s.k, 0, &s.ns, 0, B * L, &w->to_k, err));
     FX_CHECK(fx_lin_rows(&s.v, 0, &s.ns, 0, B * L, &w->to_v, err));

@@ -1,4 +1,5 @@
-/* linear.c - CPU nn.Linear (ds_op_linear): one OpenBLAS sgemm over all rows, then the bias.
+/* linear.c - CPU nn.Linear (ds_op_linear): one OpenBLAS sgemm over all rows, then the bias; and the
+ * linear + GELU pair (ds_op_linear_gelu) whose CUDA twin fuses the activation into the GEMM epilogue.
  *
  * x [..., K] is viewed as a row-major [M, K] matrix, the weight stays as stored ([N, K], PyTorch
  * nn.Linear order) and is read transposed by sgemm, so no packing or copying happens here. */
@@ -58,4 +59,13 @@ ds_status ds_op_linear(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, c
         }
     }
     return DS_OK;
+}
+
+ds_status ds_op_linear_gelu(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
+                            ds_gelu_kind kind, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_linear_gelu(out, x, w, bias, kind, err));
+    if (kind != DS_GELU_EXACT && kind != DS_GELU_TANH)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "linear_gelu: unknown kind %d", (int)kind);
+    DS_TRY(ds_op_linear(out, x, w, bias, err));
+    return ds_op_gelu(out, out, kind, err);
 }

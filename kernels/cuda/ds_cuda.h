@@ -104,6 +104,17 @@ void ds_cuda_lt_cache_stats(const ds_cuda_lt *lt, uint64_t *hits, uint64_t *miss
 ds_status ds_cuda_linear(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const void *d_x, const void *d_w,
                          const void *d_bias, int64_t M, int64_t K, int64_t N, void *stream, ds_err *err);
 
+/* Activation fused into ds_cuda_linear_act's epilogue. */
+typedef enum { DS_CUDA_ACT_NONE = 0, DS_CUDA_ACT_GELU_TANH = 1 } ds_cuda_act;
+
+/* ds_cuda_linear with an activation applied to the fp32 result (after the bias) before the one rounding:
+ * DS_CUDA_ACT_GELU_TANH is cuBLASLt's GELU epilogue (CUBLASLT_EPILOGUE_GELU_BIAS / _GELU, the tanh form
+ * PyTorch's addmm+GELU path falls back to as gelu(approximate="tanh")). Same contract and errors as
+ * ds_cuda_linear; another act is DS_ERR_INVALID_ARG. */
+ds_status ds_cuda_linear_act(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const void *d_x, const void *d_w,
+                             const void *d_bias, int64_t M, int64_t K, int64_t N, ds_cuda_act act, void *stream,
+                             ds_err *err);
+
 /* General row-major product (conv2d's W . im2col): C[M,N] = A[M,K] . B[K,N] + row_bias[M] (added to
  * every element of row i of C), row-major with leading dimensions (row strides, in elements)
  * lda >= K, ldb >= N, ldc >= N, so A, B and C may be column slices or row bands of larger matrices.

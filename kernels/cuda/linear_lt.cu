@@ -1,6 +1,7 @@
 // linear_lt.cu - matrix products on the GPU through cuBLASLt (see ds_cuda.h for the contracts):
 //   ds_cuda_linear:         nn.Linear, out[M,N] = x[M,K] . w[N,K]^T + bias[N] (row-major, contiguous), bias
-//                           fused through the CUBLASLT_EPILOGUE_BIAS epilogue;
+//                           fused through the CUBLASLT_EPILOGUE_BIAS epilogue (ds_cuda_linear_act: + tanh
+//                           GELU, CUBLASLT_EPILOGUE_GELU_BIAS);
 //   ds_cuda_gemm_rowmajor:  C[M,N] = A[M,K] . B[K,N] + bias[M] per row of C (row-major, any leading
 //                           dimensions; conv2d's W . im2col), bias pre-filled into C then beta = 1.
 // Types: f32 (fp32 compute, no TF32), bf16 and f16 (fp32 accumulation, one rounding at the end).
@@ -35,7 +36,7 @@
 
 // Everything the heuristic's choice depends on. Zero-filled before use (compared with memcmp).
 struct lt_key {
-    int32_t dtype, transa, transb, bias, beta_nonzero;
+    int32_t dtype, transa, transb, bias, beta_nonzero, act;
     uint32_t al_a, al_b, al_d;
     int64_t m, n, k, lda, ldb, ldd;
 };
@@ -68,6 +69,7 @@ struct lt_problem {
     void *d;
     int64_t ldd;
     const void *bias;  // epilogue bias [m] or NULL
+    ds_cuda_act act;   // activation in the epilogue (after the bias)
     float beta;        // 0 or 1
 };
 
@@ -165,10 +167,14 @@ static ds_status lt_matmul(ds_cuda_lt *lt, const lt_problem *p, cudaStream_t str
     LT_CHECK(cublasLtMatmulDescInit(desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &p->ta, sizeof p->ta));
     LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &p->tb, sizeof p->tb));
-    if (p->bias) {
-        const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        const int32_t bias_type = (int32_t)t;  // bias has the output's type
+    const bool gelu = p->act == DS_CUDA_ACT_GELU_TANH;
+    if (p->bias || gelu) {
+        const cublasLtEpilogue_t epi = p->bias ? (gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+                                               : CUBLASLT_EPILOGUE_GELU;
         LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    }
+    if (p->bias) {
+        const int32_t bias_type = (int32_t)t;  // bias has the output's type
         LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p->bias, sizeof p->bias));
         LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                 sizeof bias_type));
@@ -186,6 +192,7 @@ static ds_status lt_matmul(ds_cuda_lt *lt, const lt_problem *p, cudaStream_t str
     key.transb = (int32_t)p->tb;
     key.bias = p->bias != NULL;
     key.beta_nonzero = p->beta != 0.0f;
+    key.act = (int32_t)p->act;
     key.al_a = ptr_alignment(p->a);
     key.al_b = ptr_alignment(p->b);
     key.al_d = ptr_alignment(p->d);
@@ -259,7 +266,15 @@ static ds_status check_dtype_align(ds_dtype dtype, const void *a, const void *b,
 extern "C" ds_status ds_cuda_linear(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const void *d_x, const void *d_w,
                                     const void *d_bias, int64_t M, int64_t K, int64_t N, void *stream,
                                     ds_err *err) {
+    return ds_cuda_linear_act(lt, dtype, d_out, d_x, d_w, d_bias, M, K, N, DS_CUDA_ACT_NONE, stream, err);
+}
+
+extern "C" ds_status ds_cuda_linear_act(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const void *d_x,
+                                        const void *d_w, const void *d_bias, int64_t M, int64_t K, int64_t N,
+                                        ds_cuda_act act, void *stream, ds_err *err) {
     static const char fn[] = "ds_cuda_linear";
+    if (act != DS_CUDA_ACT_NONE && act != DS_CUDA_ACT_GELU_TANH)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: unknown activation %d", fn, (int)act);
     if (!lt) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: NULL cuBLASLt handle", fn);
     if (M < 0 || N < 0 || K <= 0)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: bad sizes M=%lld K=%lld N=%lld", fn, (long long)M, (long long)K,
@@ -290,6 +305,7 @@ extern "C" ds_status ds_cuda_linear(ds_cuda_lt *lt, ds_dtype dtype, void *d_out,
     p.d = d_out;
     p.ldd = N;
     p.bias = d_bias;
+    p.act = act;
     p.beta = 0.0f;
     return lt_matmul(lt, &p, (cudaStream_t)stream, fn, err);
 }
@@ -366,6 +382,7 @@ extern "C" ds_status ds_cuda_gemm_rowmajor(ds_cuda_lt *lt, ds_dtype dtype, void 
     p.d = d_c;
     p.ldd = ldc;
     p.bias = NULL;
+    p.act = DS_CUDA_ACT_NONE;
     p.beta = d_row_bias ? 1.0f : 0.0f;
     return lt_matmul(lt, &p, s, fn, err);
 }

@@ -1,4 +1,5 @@
-// ops_linear.cu - the CUDA twin of ds_op_linear (nn.Linear): argument checks in the ops.h contract, then one
+// ops_linear.cu - the CUDA twins of ds_op_linear (nn.Linear) and ds_op_linear_gelu (bias + tanh-GELU in the
+// cuBLASLt epilogue for bf16/f16): argument checks in the ops.h contract, then one
 // cuBLASLt product through ds_cuda_linear (linear_lt.cu) with the current context's handle, workspace,
 // algorithm cache and stream. f32 runs fp32 compute (no TF32); bf16/f16 accumulate in fp32 and round once.
 // The bias rides the cuBLASLt epilogue, which wants it 16-byte aligned: model weights come from a
@@ -14,9 +15,10 @@ __global__ void linear_empty_kernel(T *out, const T *bias, int64_t M, int64_t N)
         ds_st(out, e, bias ? ds_ld(bias, e % N) : 0.0f);
 }
 
-extern "C" ds_status ds_cuda_op_linear(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
-                                       ds_err *err) {
-    static const char op[] = "linear";
+// The linear with an optional epilogue activation: argument checks, then cuBLASLt (K > 0) or the bias
+// fill (K == 0; then act must be NONE: callers apply the activation as a separate pass).
+static ds_status linear_run(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
+                            ds_cuda_act act, const char *op, ds_err *err) {
     DS_TRY(ds_cuda_check(x, -1, -1, op, "x", err));
     const int dt = (int)x->dtype;
     DS_TRY(ds_cuda_check(w, 2, dt, op, "weight", err));
@@ -55,8 +57,27 @@ extern "C" ds_status ds_cuda_op_linear(ds_tensor *out, const ds_tensor *x, const
     }
     ds_cuda_lt *lt = ds_cuda_ctx_lt();
     if (!lt) return DS_FAIL(err, DS_ERR_DEVICE, "%s: the bound context has no cuBLASLt handle", op);
-    ds_status st = ds_cuda_linear(lt, x->dtype, out->data, x->data, w->data, bias ? bias->data : NULL, M, K, N,
-                                  (void *)stream, err);
+    ds_status st = ds_cuda_linear_act(lt, x->dtype, out->data, x->data, w->data, bias ? bias->data : NULL, M, K, N,
+                                      act, (void *)stream, err);
     if (st != DS_OK) ds_err_prefix(err, "%s", op);
     return st;
+}
+
+extern "C" ds_status ds_cuda_op_linear(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
+                                       ds_err *err) {
+    return linear_run(out, x, w, bias, DS_CUDA_ACT_NONE, "linear", err);
+}
+
+// bf16/f16 with the tanh form: one GEMM with the GELU in the epilogue (fp32 value, one rounding). f32 (whose
+// contract is the exact fp32 activation of ops_elementwise.cu), the erf form and K == 0: the linear, then
+// the activation pass in place.
+extern "C" ds_status ds_cuda_op_linear_gelu(ds_tensor *out, const ds_tensor *x, const ds_tensor *w,
+                                            const ds_tensor *bias, ds_gelu_kind kind, ds_err *err) {
+    static const char op[] = "linear_gelu";
+    if (kind != DS_GELU_EXACT && kind != DS_GELU_TANH)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: unknown kind %d", op, (int)kind);
+    const bool fused = kind == DS_GELU_TANH && x && x->dtype != DS_F32 && w && w->ndim == 2 && w->shape[1] > 0;
+    if (fused) return linear_run(out, x, w, bias, DS_CUDA_ACT_GELU_TANH, op, err);
+    DS_TRY(linear_run(out, x, w, bias, DS_CUDA_ACT_NONE, op, err));
+    return ds_cuda_op_gelu(out, out, kind, err);
 }

@@ -100,6 +100,19 @@
  *                                                 P errors have random signs: rms ~ u/sqrt(3) of the
  *                                                 output scale, in quadrature with the output
  *                                                 rounding (0.45u): ~0.75u; REL 2u.
+ *   LINACT f32           2e-5     1e-4    1e-4    linear_gelu, f32: the LINEAR f32 product (above), its
+ *   (linear_gelu)                                 error carried through gelu' (|gelu'| <= 1.13), plus
+ *                                                 the ACT f32 activation error (2e-6): REL 1.13 * 1e-5
+ *                                                 + 2e-6 < 2e-5; ATOL/RTOL as LINEAR f32.
+ *   LINACT bf16 / f16    2u+1e-5  bf16    4u      fused tanh form: one rounding of gelu(fp32 sum); erf
+ *                                 1e-2,           form: the linear's rounding (u |y|) carried through
+ *                                 f16 1e-4        gelu' plus the activation's rounding. For the inputs
+ *                                                 here (|y| < ~2) u |y| |gelu'(y)| <= 2.3u |gelu(y)|
+ *                                                 (y > 0: gelu(y) >= y/2; y < 0: the worst is ~1.9u
+ *                                                 near y = -1.5), + u |out|: RTOL 4u (bf16: the LINEAR
+ *                                                 bf16 row's 1.6e-2). REL: two roundings of rms ~0.45u
+ *                                                 each: 2u. ATOL: bf16 as LINEAR bf16 (fp32 sums near
+ *                                                 0); f16 1e-4 (fp32 sum errors ~1e-6, 0.2 f16 u).
  *   CONV f32 (conv2d)    1e-5     1e-5    1e-5    K = Cin*k*k <= 576 fp32 products summed on both
  *                                                 sides (CPU sgemm, device cuBLASLt without TF32):
  *                                                 |err| ~ eps32*sqrt(K)*|partial sums| (<= 1 here:
@@ -214,6 +227,15 @@
 #define GPU_TOL_ATTN_F16_REL (GPU_U_F16 + GPU_TOL_ATTN_F32_RTOL)
 #define GPU_TOL_ATTN_F16_ATOL 2e-6
 #define GPU_TOL_ATTN_F16_RTOL (2 * GPU_U_F16)
+#define GPU_TOL_LINACT_F32_REL 2e-5
+#define GPU_TOL_LINACT_F32_ATOL 1e-4
+#define GPU_TOL_LINACT_F32_RTOL 1e-4
+#define GPU_TOL_LINACT_BF16_REL (2 * GPU_U_BF16 + 1e-5)
+#define GPU_TOL_LINACT_BF16_ATOL 1e-2
+#define GPU_TOL_LINACT_BF16_RTOL (4 * GPU_U_BF16)
+#define GPU_TOL_LINACT_F16_REL (2 * GPU_U_F16 + 1e-5)
+#define GPU_TOL_LINACT_F16_ATOL 1e-4
+#define GPU_TOL_LINACT_F16_RTOL (4 * GPU_U_F16)
 #define GPU_TOL_ATTN_TC_F32_REL GPU_TOL_ATTN_F32_REL /* f32 never takes the tensor-core tile */
 #define GPU_TOL_ATTN_TC_F32_ATOL GPU_TOL_ATTN_F32_ATOL
 #define GPU_TOL_ATTN_TC_F32_RTOL GPU_TOL_ATTN_F32_RTOL

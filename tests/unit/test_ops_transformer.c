@@ -112,6 +112,41 @@ Test(ops_linear, errors) {
     expect_fail(ds_op_linear(&to, NULL, &tw, &tb, &err), &err, DS_ERR_INVALID_ARG, "missing x");
 }
 
+/* linear_gelu is the pair linear -> gelu (its CUDA twin fuses them): bit-identical to the two calls on the
+ * reference file's inputs, for both kinds, with and without bias; an unknown kind is refused. */
+Test(ops_linear_gelu, equals_linear_then_gelu) {
+    ds_safetensors *st = ds_test_open("ops/linear.safetensors");
+    for (int c = 0; c < ncases(st); c++) {
+        for (int kind = DS_GELU_EXACT; kind <= DS_GELU_TANH; kind++) {
+            ds_tensor x, w, b, ref, out, two;
+            float *xd = ds_test_read_f32(st, key(c, "x"), &x), *wd = ds_test_read_f32(st, key(c, "w"), &w);
+            float *rd = ds_test_read_f32(st, key(c, "out"), &ref), *bd = NULL;
+            int has_bias = (int)ds_test_meta_num(st, key(c, "has_bias"));
+            if (has_bias) bd = ds_test_read_f32(st, key(c, "b"), &b);
+            float *od = poisoned_like(&ref, &out), *td = poisoned_like(&ref, &two);
+            ds_err err;
+            ds_err_clear(&err);
+            cr_assert_eq(ds_op_linear_gelu(&out, &x, &w, has_bias ? &b : NULL, (ds_gelu_kind)kind, &err), DS_OK,
+                         "case%d: %s", c, err.msg);
+            cr_assert_eq(ds_op_linear(&two, &x, &w, has_bias ? &b : NULL, &err), DS_OK, "%s", err.msg);
+            cr_assert_eq(ds_op_gelu(&two, &two, (ds_gelu_kind)kind, &err), DS_OK, "%s", err.msg);
+            const int64_t n = ds_tensor_numel(&ref);
+            cr_assert_eq(memcmp(od, td, (size_t)n * sizeof(float)), 0, "case%d kind %d: not the two calls' bits", c,
+                         kind);
+            int moved = 0; /* the activation really ran: gelu(y) != y somewhere */
+            for (int64_t i = 0; i < n; i++) moved |= od[i] != rd[i];
+            cr_assert(moved, "case%d kind %d: output equals the plain linear", c, kind);
+            free(xd), free(wd), free(rd), free(bd), free(od), free(td);
+        }
+    }
+    float x[2 * 3] = {0}, w[2 * 3] = {0}, o[4];
+    ds_tensor tx = ds_tensor_f32(x, 2, 2, 3), tw = ds_tensor_f32(w, 2, 2, 3), to = ds_tensor_f32(o, 2, 2, 2);
+    ds_err err;
+    ds_err_clear(&err);
+    expect_fail(ds_op_linear_gelu(&to, &tx, &tw, NULL, (ds_gelu_kind)7, &err), &err, DS_ERR_INVALID_ARG, "kind");
+    ds_safetensors_close(st);
+}
+
 /* ---- layernorm / rmsnorm --------------------------------------------------------------------- */
 
 Test(ops_layernorm, reference) {
