@@ -67,6 +67,8 @@ struct ds_flux {
     size_t         staging_bytes; /* its size; during planning, the largest upload seen */
     float         *host;          /* host f32 scratch (see fx_host_*): scaled timesteps, ids, RoPE tables */
     int64_t        rope_L;        /* tokens of the RoPE tables held in m->host (-1: none yet) */
+    const void    *rope_dst_cos;  /* the caller's tables last filled from m->host (NULL: none kept), */
+    const void    *rope_dst_sin;  /* skipped on the next embed while the ids stay the same (see ds_flux_embed) */
     fx_linear      x_emb, ctx_emb;
     fx_linear      t_lin1, t_lin2, g_lin1, g_lin2, p_lin1, p_lin2;
     fx_linear      norm_out, proj_out;
@@ -578,6 +580,7 @@ ds_status ds_flux_load_on(const ds_component *comp, int max_batch, int max_img_t
     m->sgl = calloc((size_t)(c->num_single_layers ? c->num_single_layers : 1), sizeof *m->sgl);
     m->host = malloc((size_t)fx_host_floats(m) * sizeof(float));
     m->rope_L = -1;
+    m->rope_dst_cos = m->rope_dst_sin = NULL;
     if (!m->dbl || !m->sgl || !m->host) {
         st = DS_FAIL(err, DS_ERR_OOM, "ds_flux_load: out of memory");
         goto fail;
@@ -769,12 +772,20 @@ static ds_status fx_embed_run(ds_flux *m, int64_t B, int64_t T, int64_t N, const
     if (m->rope_L != L || memcmp(kept, ids, (size_t)(L * na) * sizeof(float)) != 0) {
         ds_tensor idt = ds_tensor_f32(ids, 2, L, na), ct = ds_tensor_f32(hc, 2, L, d), stn = ds_tensor_f32(hs, 2, L, d);
         m->rope_L = -1; /* until the new tables are complete */
+        m->rope_dst_cos = m->rope_dst_sin = NULL;
         FX_CHECK(ds_op_rope_freqs(&ct, &stn, &idt, c->axes_dim, c->n_axes, c->rope_theta, err));
         memcpy(kept, ids, (size_t)(L * na) * sizeof(float));
         m->rope_L = L;
     }
-    FX_CHECK(ds_tensor_write_f32(&rope->cos, hc, NULL, 0, err));
-    FX_CHECK(ds_tensor_write_f32(&rope->sin, hs, NULL, 0, err));
+    /* the same ids into the same caller tables as last time: they already hold these values (no upload per
+     * denoising step); anything else is written */
+    if (rope->cos.data != m->rope_dst_cos || rope->sin.data != m->rope_dst_sin) {
+        m->rope_dst_cos = m->rope_dst_sin = NULL; /* until both are written */
+        FX_CHECK(ds_tensor_write_f32(&rope->cos, hc, NULL, 0, err));
+        FX_CHECK(ds_tensor_write_f32(&rope->sin, hs, NULL, 0, err));
+        m->rope_dst_cos = rope->cos.data;
+        m->rope_dst_sin = rope->sin.data;
+    }
 done:
     ds_arena_rewind(a, mk);
     if (st != DS_OK) ds_err_prefix(err, "flux embed");
@@ -1096,6 +1107,7 @@ ds_status ds_flux_forward(ds_flux *m, const ds_tensor *hidden, const ds_tensor *
         FX_CHECK(fx_single_run(m, j, B, T + N, &f.cat, &f.temb, &f.rope, err));
     FX_CHECK(fx_final_run(m, B, T, N, &f.cat, &f.temb, out, err));
 done:
+    m->rope_dst_cos = m->rope_dst_sin = NULL; /* its tables were arena scratch: never skip a write into them */
     ds_arena_rewind(&m->act, mk);
     return st;
 }

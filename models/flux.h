@@ -150,7 +150,10 @@ ds_status ds_flux_forward(ds_flux *m, const ds_tensor *hidden, const ds_tensor *
 /* Embedding stage. Inputs as ds_flux_forward; outputs (caller-owned, fully written): model tensors
  * hidden_out [B, N, D] (x_embedder), encoder_out [B, T, D] (context_embedder), temb [B, D] (time_text_embed),
  * and rope->cos, rope->sin [T+N, head_dim] (f32 on the model's device; computed on the host in fp64 and
- * uploaded). Errors as ds_flux_forward. */
+ * uploaded). The tables are computed only when the ids change, and written only when the ids changed or
+ * rope points at other tables than the previous call's: a caller that passes the same tables with the same
+ * ids at every denoising step (the pipelines) must leave them unmodified in between, and gets no upload
+ * per step. Errors as ds_flux_forward. */
 ds_status ds_flux_embed(ds_flux *m, const ds_tensor *hidden, const ds_tensor *encoder, const ds_tensor *pooled,
                         const float *timestep, const float *guidance, const ds_tensor *img_ids,
                         const ds_tensor *txt_ids, ds_tensor *hidden_out, ds_tensor *encoder_out, ds_tensor *temb,

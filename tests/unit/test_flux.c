@@ -195,6 +195,28 @@ static void stages_case(const char *relpath) {
                  DS_OK, "%s", err.msg);
     cr_assert(memcmp(po, pro, (size_t)(B * N * 64) * sizeof(float)) == 0, "second forward differs");
 
+    /* RoPE tables (ds_flux_embed's contract): after a forward (arena tables) the caller's tables are written
+     * again; the same tables with the same ids are then not rewritten (no upload per step: a poisoned table
+     * stays poisoned); other tables are written. */
+#define EMBED(rp)                                                                                                 \
+    cr_assert_eq(ds_flux_embed(f.m, &r.hidden_in, &r.encoder_in, &r.pooled, r.timestep.data, guidance_of(&r),   \
+                               &r.img_ids, &r.txt_ids, &hid, &enc, &temb, (rp), &err),                          \
+                 DS_OK, "%s", err.msg)
+    for (int64_t i = 0; i < L * d; i++) pc[i] = ps[i] = NAN;
+    EMBED(&rope);
+    check_ref(&r, "rope_cos", pc, L * d, STAGE_REL);
+    check_ref(&r, "rope_sin", ps, L * d, STAGE_REL);
+    pc[0] = ps[L * d - 1] = NAN;
+    EMBED(&rope);
+    cr_assert(isnan(pc[0]) && isnan(ps[L * d - 1]), "the kept tables were rewritten");
+    ds_flux_rope other;
+    float *oc = alloc_f32(&other.cos, 2, (const int64_t[]){L, d}), *os = alloc_f32(&other.sin, 2, (const int64_t[]){L, d});
+    EMBED(&other);
+    check_ref(&r, "rope_cos", oc, L * d, STAGE_REL);
+    check_ref(&r, "rope_sin", os, L * d, STAGE_REL);
+#undef EMBED
+    free(oc), free(os);
+
     free(ph), free(pe), free(pt), free(pc), free(ps), free(pcat), free(po), free(pro);
     refs_close(&r);
     free_fixture(&f);
