@@ -485,6 +485,21 @@ static ds_status time_calls(call_fn fn, void *ctx, int warmup, int iters, double
     return DS_OK;
 }
 
+/* The same call under the other settings worth comparing, same model, inputs and run: CUDA graphs off (every
+ * launch from the host) and the fp32-inside attention (DS_CUDA_ATTN_EXACT, graphs on). Medians; NAN where a
+ * run failed. The context is left in its defaults (tensor-core attention, graphs on). */
+static void time_variants(call_fn fn, void *ctx, const opts *o, double *ms_graphs_off, double *ms_exact_attn) {
+    ds_cuda_ctx *cx = ds_cuda_ctx_current();
+    ds_err e = {0};
+    double mn;
+    ds_cuda_ctx_set_graphs(cx, false);
+    if (time_calls(fn, ctx, 1, o->iters, ms_graphs_off, &mn, &e) != DS_OK) *ms_graphs_off = NAN;
+    ds_cuda_ctx_set_graphs(cx, true);
+    ds_cuda_ctx_set_attention(cx, DS_CUDA_ATTN_EXACT);
+    if (time_calls(fn, ctx, 2, o->iters, ms_exact_attn, &mn, &e) != DS_OK) *ms_exact_attn = NAN;
+    ds_cuda_ctx_set_attention(cx, DS_CUDA_ATTN_FAST);
+}
+
 typedef struct flux_call {
     ds_flux     *m;
     flux_inputs *in;
@@ -520,6 +535,8 @@ static void bench_flux(const opts *o, const char *dir, const char *label) {
     if (s == DS_OK) s = time_calls(flux_call_fn, &fc, o->warmup, o->iters, &med, &mn, &e);
     if (s == DS_OK) s = ds_cuda_ctx_sync(&e);
     const size_t used1 = mem_used();
+    double ms_nog = NAN, ms_exact = NAN;
+    if (s == DS_OK) time_variants(flux_call_fn, &fc, o, &ms_nog, &ms_exact);
     if (s == DS_OK) s = flux_piecewise(m, &in, &t_dbl, &t_sgl, &t_rest, &e);
     if (s != DS_OK) {
         case_failed(kase, &e);
@@ -538,14 +555,17 @@ static void bench_flux(const opts *o, const char *dir, const char *label) {
         printf("RESULT gpu_bench %s ms=%.2f tflops=%.1f frac_peak=%.3f blocks=%d+%d tokens=%lld+%lld batch=1 "
                "min_ms=%.2f gemm_tflop=%.3f attn_tflop=%.3f mem_mb=%.0f weights_mb=%.0f act_mb=%.0f "
                "t_double_ms=%.3f t_single_ms=%.3f t_rest_ms=%.3f full_est_ms=%.1f full_est_tflops=%.1f "
-               "full_tflop=%.2f full_mem_est_mb=%.0f load_s=%.1f target=frac_peak>=%.2f %s\n",
+               "full_tflop=%.2f full_mem_est_mb=%.0f load_s=%.1f ms_graphs_off=%.2f ms_exact_attn=%.2f "
+               "target=frac_peak>=%.2f %s\n",
                kase, med, tfl, frac, nd, ns, (long long)N, (long long)T, mn, f.gemm / 1e12, f.attn / 1e12, mem,
                mb(ds_flux_weight_bytes(m)), mb(ds_flux_activation_bytes(m)), t_dbl, t_sgl, t_rest, full_ms,
-               (ff.gemm + ff.attn) / (full_ms * 1e9), (ff.gemm + ff.attn) / 1e12, full_mem, load_s, FRAC_PEAK_TARGET,
-               st);
+               (ff.gemm + ff.attn) / (full_ms * 1e9), (ff.gemm + ff.attn) / 1e12, full_mem, load_s, ms_nog, ms_exact,
+               FRAC_PEAK_TARGET, st);
         fflush(stdout);
-        add_row(kase, "%s: %.2f ms, %.1f TFLOP/s (%.0f%% of peak, target 55%%: %s), %.0f MB; 19+38 est. %.0f ms",
-                label, med, tfl, 100.0 * frac, st, mem, full_ms);
+        add_row(kase,
+                "%s: %.2f ms, %.1f TFLOP/s (%.0f%% of peak, target 55%%: %s), %.0f MB; 19+38 est. %.0f ms; graphs off "
+                "%.2f ms, fp32 attention %.2f ms",
+                label, med, tfl, 100.0 * frac, st, mem, full_ms, ms_nog, ms_exact);
     }
     flux_inputs_free(&in);
     ds_flux_free(m);
@@ -597,6 +617,8 @@ static void bench_dit(const opts *o, const char *dir) {
     double med = NAN, mn = NAN;
     if (s == DS_OK) s = time_calls(dit_call_fn, &dc, o->warmup, o->iters, &med, &mn, &e);
     const size_t used1 = mem_used();
+    double ms_nog = NAN, ms_exact = NAN;
+    if (s == DS_OK) time_variants(dit_call_fn, &dc, o, &ms_nog, &ms_exact);
     if (s != DS_OK) {
         case_failed(kase, &e);
     } else {
@@ -605,12 +627,13 @@ static void bench_dit(const opts *o, const char *dir) {
         const double tfl = (f.gemm + f.attn) / (med * 1e9), frac = tfl / g_peak_tflops;
         const double mem = mb(used1 > used0 ? used1 - used0 : 0);
         printf("RESULT gpu_bench %s ms=%.3f tflops=%.1f frac_peak=%.3f batch=%d tokens=%.0f layers=%lld min_ms=%.3f "
-               "gemm_tflop=%.4f attn_tflop=%.4f mem_mb=%.0f weights_mb=%.0f act_mb=%.0f load_s=%.1f INFO\n",
+               "gemm_tflop=%.4f attn_tflop=%.4f mem_mb=%.0f weights_mb=%.0f act_mb=%.0f load_s=%.1f "
+               "ms_graphs_off=%.3f ms_exact_attn=%.3f INFO\n",
                kase, med, tfl, frac, B, N, (long long)cfg.num_layers, mn, f.gemm / 1e12, f.attn / 1e12, mem,
-               mb(ds_dit_weight_bytes(dc.m)), mb(ds_dit_activation_bytes(dc.m)), load_s);
+               mb(ds_dit_weight_bytes(dc.m)), mb(ds_dit_activation_bytes(dc.m)), load_s, ms_nog, ms_exact);
         fflush(stdout);
-        add_row(kase, "DiT-XL/2-256 batch 2: %.3f ms, %.1f TFLOP/s (%.0f%% of peak), %.0f MB", med, tfl, 100.0 * frac,
-                mem);
+        add_row(kase, "DiT-XL/2-256 batch 2: %.3f ms, %.1f TFLOP/s (%.0f%% of peak), %.0f MB; graphs off %.3f ms, fp32 "
+                "attention %.3f ms", med, tfl, 100.0 * frac, mem, ms_nog, ms_exact);
     }
     ds_tensor_free_data(&dc.x);
     ds_tensor_free_data(&dc.out);
@@ -665,6 +688,7 @@ static ds_status wr_run(void *ctx, const ds_block_list *lists, int n, ds_block_s
         l2[l] = lists[l];
         l2[l].forward = wr_block;
         l2[l].model = &w->ent[l];
+        l2[l].graphs = NULL; /* the timing wrapper synchronises around every block: never captured */
     }
     w->cur = step;
     return w->inner->run(w->inner->ctx, l2, n, st, step, call, err);

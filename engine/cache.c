@@ -211,9 +211,30 @@ static void cache_step_done(void *vc, int step, int steps) {
     c->t_last = t;
 }
 
-static ds_status run_blocks(const ds_block_list *L, int from, int to, ds_block_state *st, ds_err *err) {
-    for (int i = from; i < to; i++) DS_TRY(L->forward(L->model, i, st, err));
+typedef struct block_range {
+    const ds_block_list *L;
+    int from, to;
+    ds_block_state *st;
+} block_range;
+
+static ds_status block_range_body(void *arg, ds_err *err) {
+    block_range *r = arg;
+    for (int i = r->from; i < r->to; i++) DS_TRY(r->L->forward(r->L->model, i, r->st, err));
     return DS_OK;
+}
+
+/* Blocks [from, to) of L in order on st: through the list's graph cache when it has one (a CUDA graph per
+ * range and shape, graph.h), else eagerly. */
+static ds_status run_blocks(const ds_block_list *L, int from, int to, ds_block_state *st, ds_err *err) {
+    block_range r = {L, from, to, st};
+    if (from >= to) return DS_OK;
+    if (!L->graphs || !L->graph_key) return block_range_body(&r, err);
+    ds_graph_key key = *L->graph_key;
+    ds_graph_key_add_ptr(&key, (const void *)L->forward);
+    ds_graph_key_add(&key, (uint64_t)(uint32_t)from << 32 | (uint32_t)to);
+    ds_graph_key_add_tensor(&key, &st->hidden);
+    ds_graph_key_add_tensor(&key, &st->encoder);
+    return ds_graph_run(L->graphs, st->hidden.device, &key, block_range_body, &r, err);
 }
 
 static void record_diff(branch_state *br, int step, double diff) {

@@ -47,6 +47,8 @@ typedef struct ds_engine_opts {
     const char *device;                 /* "auto" (a GPU when one is usable, else the CPU), "cpu", "cuda",
                                            "cuda:N" [auto]; see device_select.h */
     const char *dtype;                  /* CUDA compute dtype "bf16" (default), "f16", "f32"; CPU: f32 */
+    bool        cuda_graphs_off;        /* CUDA: run every launch from the host (no graph replay) [false] */
+    bool        attention_exact;        /* CUDA: the fp32-inside attention kernel (DS_CUDA_ATTN_EXACT) [false] */
     int         queue_size;             /* jobs waiting per worker [16] */
     double      job_ttl_s;              /* finished jobs are kept this long [600] */
     size_t      max_retained_bytes;     /* memory bound over finished jobs' results [256 MiB] */

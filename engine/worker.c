@@ -287,6 +287,10 @@ void *ds_worker_main(void *arg) {
         ds_err_clear(&err);
         ds_status s = ds_cuda_ctx_create(pl->device.index, 0, &ctx, &err);
         if (s == DS_OK) s = ds_cuda_ctx_bind(ctx, &err);
+        if (s == DS_OK) {
+            ds_cuda_ctx_set_graphs(ctx, !e->opts.cuda_graphs_off);
+            ds_cuda_ctx_set_attention(ctx, e->opts.attention_exact ? DS_CUDA_ATTN_EXACT : DS_CUDA_ATTN_FAST);
+        }
         if (s != DS_OK) {
             DS_LOGE("engine", "%s: %s", w->device, err.msg);
             fail_models(w, &err);

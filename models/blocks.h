@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "graph.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -51,6 +52,13 @@ typedef struct ds_block_list {
     ds_block_io io;
     ds_block_fn forward;
     void       *model;    /* passed to forward */
+    /* CUDA graphs (graph.h): graph_key is what, besides the state's tensors, fixes every launch of a block
+     * range (the model and the device buffers `model` points the blocks at); a runner may replay a range
+     * through ds_graph_run(graphs, ...) keyed by it plus the range and the state's tensors. graphs is the
+     * pipeline's cache (it outlives requests). Either NULL: never capture (blocks that synchronise,
+     * wrappers). */
+    ds_graph_cache     *graphs;
+    const ds_graph_key *graph_key;
 } ds_block_list;
 
 /* What a pipeline tells the runner when a request starts (before the first transformer call). */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "graph.h"
 #include "tensor_io.h"
 
 #define DIT_FREQ_DIM 256     /* CombinedTimestepLabelEmbeddings: Timesteps(num_channels=256, ...) */
@@ -54,6 +55,7 @@ struct ds_dit {
     int64_t       pos_grid;          /* Hp = Wp of the table in pos_t */
     ds_placement  pl;                /* device and dtype of weights and activations */
     void         *staging;           /* host staging for uploads (CUDA only; NULL on the CPU) */
+    ds_graph_cache *graphs;          /* the forward's block loop as CUDA graphs (graph.h; eager on the CPU) */
     size_t        staging_bytes;     /* size of staging; during planning, the largest upload seen */
 
     ds_arena      act;               /* activations */
@@ -418,6 +420,7 @@ ds_status ds_dit_load_on(const ds_component *comp, int max_batch, int max_latent
                                   err)) != DS_OK)
         goto fail;
     if ((s = take_activations(m, &m->act, err)) != DS_OK) goto fail;
+    if ((s = ds_graph_cache_create(8, NULL, &m->graphs, err)) != DS_OK) goto fail;
     *out = m;
     return DS_OK;
 fail:
@@ -427,6 +430,7 @@ fail:
 
 void ds_dit_free(ds_dit *m) {
     if (!m) return;
+    ds_graph_cache_free(m->graphs);
     ds_arena_free(&m->warena);
     ds_arena_free(&m->act);
     if (m->pl.device.kind != DS_DEVICE_CPU) free(m->pos_host);
@@ -652,6 +656,19 @@ out:
     return s;
 }
 
+/* ds_dit_forward's block loop as a graph body. */
+typedef struct dit_loop {
+    ds_dit *m;
+    ds_tensor *h;       /* [B, N, D] */
+    const ds_tensor *c; /* [B, D] */
+} dit_loop;
+
+static ds_status dit_blocks_body(void *arg, ds_err *err) {
+    dit_loop *l = arg;
+    for (int i = 0; i < (int)l->m->cfg.num_layers; i++) DS_TRY(ds_dit_block_forward(l->m, i, l->h, l->c, err));
+    return DS_OK;
+}
+
 ds_status ds_dit_forward(ds_dit *m, const ds_tensor *x, const float *timesteps, const int32_t *class_labels,
                          ds_tensor *out, ds_err *err) {
     static const char fn[] = "ds_dit_forward";
@@ -674,6 +691,13 @@ ds_status ds_dit_forward(ds_dit *m, const ds_tensor *x, const float *timesteps, 
     ds_tensor h = ds_tensor_like(&m->h_buf, m->h_buf.data, 3, (const int64_t[]){B, N, D}); /* [B, N, D] */
     ds_tensor c = ds_tensor_like(&m->c_buf, m->c_buf.data, 2, (const int64_t[]){B, D});    /* [B, D] */
     DS_TRY(ds_dit_embed(m, x, timesteps, class_labels, &h, &c, err));
-    for (int i = 0; i < (int)m->cfg.num_layers; i++) DS_TRY(ds_dit_block_forward(m, i, &h, &c, err));
+    /* the blocks read and write only h, c and the activation arena (fixed addresses for a batch and size):
+     * one CUDA graph per shape replays them (graph.h) */
+    dit_loop loop = {m, &h, &c};
+    ds_graph_key key = {0};
+    ds_graph_key_add_ptr(&key, m);
+    ds_graph_key_add_tensor(&key, &h);
+    ds_graph_key_add_tensor(&key, &c);
+    DS_TRY(ds_graph_run(m->graphs, m->pl.device, &key, dit_blocks_body, &loop, err));
     return ds_dit_final(m, &h, &c, out, err);
 }

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "graph.h"
 #include "tensor_io.h"
 
 /* ---- model struct ------------------------------------------------------------------------------ */
@@ -69,6 +70,7 @@ struct ds_flux {
     int64_t        rope_L;        /* tokens of the RoPE tables held in m->host (-1: none yet) */
     const void    *rope_dst_cos;  /* the caller's tables last filled from m->host (NULL: none kept), */
     const void    *rope_dst_sin;  /* skipped on the next embed while the ids stay the same (see ds_flux_embed) */
+    ds_graph_cache *graphs;       /* the forward's blocks as CUDA graphs (graph.h; eager on the CPU) */
     fx_linear      x_emb, ctx_emb;
     fx_linear      t_lin1, t_lin2, g_lin1, g_lin2, p_lin1, p_lin2;
     fx_linear      norm_out, proj_out;
@@ -618,6 +620,7 @@ ds_status ds_flux_load_on(const ds_component *comp, int max_batch, int max_img_t
     if ((st = ds_arena_init_device(&m->act, act, m->pl.device, DS_ARENA_ACTIVATIONS, "flux-activations", err)) !=
         DS_OK)
         goto fail;
+    if ((st = ds_graph_cache_create(8, NULL, &m->graphs, err)) != DS_OK) goto fail;
     fx_loader_free(&L);
     *out = m;
     return DS_OK;
@@ -629,6 +632,7 @@ fail:
 
 void ds_flux_free(ds_flux *m) {
     if (!m) return;
+    ds_graph_cache_free(m->graphs);
     ds_arena_free(&m->wts);
     ds_arena_free(&m->act);
     free(m->staging);
@@ -1086,6 +1090,25 @@ ds_status ds_flux_final(ds_flux *m, const ds_tensor *hidden_cat, const ds_tensor
     return fx_final_run(m, B, L - N, N, hidden_cat, temb, out, err);
 }
 
+/* ds_flux_forward's blocks (double stream, join, single stream) as a graph body. */
+typedef struct fx_loop {
+    ds_flux *m;
+    int64_t B, T, N;
+    fx_forward_buf *f;
+} fx_loop;
+
+static ds_status fx_blocks_body(void *arg, ds_err *err) {
+    fx_loop *l = arg;
+    ds_flux *m = l->m;
+    fx_forward_buf *f = l->f;
+    for (int i = 0; i < (int)m->cfg.num_layers; i++)
+        DS_TRY(fx_double_run(m, i, l->B, l->T, l->N, &f->hidden, &f->encoder, &f->temb, &f->rope, err));
+    DS_TRY(fx_join_run(l->B, l->T, l->N, m->cfg.hidden, &f->encoder, &f->hidden, &f->cat, err));
+    for (int j = 0; j < (int)m->cfg.num_single_layers; j++)
+        DS_TRY(fx_single_run(m, j, l->B, l->T + l->N, &f->cat, &f->temb, &f->rope, err));
+    return DS_OK;
+}
+
 ds_status ds_flux_forward(ds_flux *m, const ds_tensor *hidden, const ds_tensor *encoder, const ds_tensor *pooled,
                           const float *timestep, const float *guidance, const ds_tensor *img_ids,
                           const ds_tensor *txt_ids, ds_tensor *out, ds_err *err) {
@@ -1093,18 +1116,22 @@ ds_status ds_flux_forward(ds_flux *m, const ds_tensor *hidden, const ds_tensor *
     DS_TRY(fx_check_inputs(m, hidden, encoder, pooled, timestep, guidance, img_ids, txt_ids, &B, &T, &N, err));
     DS_TRY(fx_expect(m, out, 3, (const int64_t[]){B, N, m->cfg.out_channels}, "out", err));
     if (out->data == hidden->data) return DS_FAIL(err, DS_ERR_INVALID_ARG, "flux: out must not alias hidden");
-    const int64_t D = m->cfg.hidden;
     const size_t mk = ds_arena_mark(&m->act);
     fx_forward_buf f;
     ds_status st = fx_forward_alloc(m, &m->act, B, T, N, &f, err);
     if (st != DS_OK) goto done;
     FX_CHECK(fx_embed_run(m, B, T, N, hidden, encoder, pooled, timestep, guidance, img_ids, txt_ids, &f.hidden,
                           &f.encoder, &f.temb, &f.rope, err));
-    for (int i = 0; i < (int)m->cfg.num_layers; i++)
-        FX_CHECK(fx_double_run(m, i, B, T, N, &f.hidden, &f.encoder, &f.temb, &f.rope, err));
-    FX_CHECK(fx_join_run(B, T, N, D, &f.encoder, &f.hidden, &f.cat, err));
-    for (int j = 0; j < (int)m->cfg.num_single_layers; j++)
-        FX_CHECK(fx_single_run(m, j, B, T + N, &f.cat, &f.temb, &f.rope, err));
+    {
+        /* the blocks touch only f's buffers and the arena above them (fixed addresses for B, T, N): one CUDA
+         * graph per shape replays them (graph.h) */
+        fx_loop loop = {m, B, T, N, &f};
+        ds_graph_key key = {0};
+        ds_graph_key_add_ptr(&key, m);
+        const ds_tensor *keyed[] = {&f.hidden, &f.encoder, &f.temb, &f.rope.cos, &f.rope.sin, &f.cat};
+        for (size_t i = 0; i < sizeof keyed / sizeof keyed[0]; i++) ds_graph_key_add_tensor(&key, keyed[i]);
+        FX_CHECK(ds_graph_run(m->graphs, m->pl.device, &key, fx_blocks_body, &loop, err));
+    }
     FX_CHECK(fx_final_run(m, B, T, N, &f.cat, &f.temb, out, err));
 done:
     m->rope_dst_cos = m->rope_dst_sin = NULL; /* its tables were arena scratch: never skip a write into them */

@@ -122,6 +122,8 @@ ds_status ds_pipeline_load(const char *dir, const ds_pipeline_opts *opts, ds_pip
     p->kind = e->kind;
     s = e->load(p, err);
     if (s == DS_OK) s = ds_pipeline_staging(p, err);
+    /* a few ranges per list (Fn, middle, Bn, all) per image size and batch kept by a runner as graphs */
+    if (s == DS_OK) s = ds_graph_cache_create(32, NULL, &p->graphs, err);
     if (s != DS_OK) {
         ds_pipeline_free(p);
         return s;
@@ -135,6 +137,7 @@ ds_status ds_pipeline_load(const char *dir, const ds_pipeline_opts *opts, ds_pip
 
 void ds_pipeline_free(ds_pipeline *p) {
     if (!p) return;
+    ds_graph_cache_free(p->graphs);
     ds_dit_free(p->dit);
     ds_flux_free(p->flux);
     ds_vae_free(p->vae);
@@ -157,6 +160,8 @@ void ds_pipeline_free(ds_pipeline *p) {
 }
 
 ds_pipeline_kind ds_pipeline_get_kind(const ds_pipeline *p) { return p->kind; }
+
+ds_graph_stats ds_pipeline_graph_stats(const ds_pipeline *p) { return ds_graph_cache_stats(p ? p->graphs : NULL); }
 
 const char *ds_pipeline_class(const ds_pipeline *p) { return ds_diffusers_class(p->dir); }
 

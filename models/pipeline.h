@@ -15,6 +15,7 @@
 #include "blocks.h"
 #include "scheduler.h"
 #include "placement.h"
+#include "graph.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -92,6 +93,10 @@ void ds_pipeline_free(ds_pipeline *p);
 const char *ds_pipeline_supported(void);
 
 ds_pipeline_kind ds_pipeline_get_kind(const ds_pipeline *p);
+
+/* Counters of the pipeline's CUDA graphs (block ranges replayed by a cache runner; graph.h). Zeros on the CPU
+ * (every range eager: counted in .eager only when a runner asked). The monolithic forwards keep their own. */
+ds_graph_stats ds_pipeline_graph_stats(const ds_pipeline *p);
 const char *ds_pipeline_class(const ds_pipeline *p);
 
 /* Default image size in pixels of this checkpoint. */

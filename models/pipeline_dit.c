@@ -92,7 +92,11 @@ static ds_status dit_runner_forward(ds_pipeline *p, const ds_block_runner *r, co
     }
     DS_TRY(ds_dit_embed(p->dit, xin, p->tsteps, labels, &st.hidden, &cond, err));
     dit_blocks model = {p->dit, &cond};
-    const ds_block_list list = {"transformer_blocks", ds_dit_block_count(p->dit), DS_BLOCK_IO_HIDDEN, dit_block_fn, &model};
+    ds_graph_key key = {0};
+    ds_graph_key_add_ptr(&key, p->dit);
+    ds_graph_key_add_tensor(&key, &cond);
+    const ds_block_list list = {"transformer_blocks", ds_dit_block_count(p->dit), DS_BLOCK_IO_HIDDEN, dit_block_fn, &model,
+                                p->graphs, &key};
     DS_TRY(r->run(r->ctx, &list, 1, &st, step, 0, err));
     return ds_dit_final(p->dit, &st.hidden, &cond, xout, err);
 }

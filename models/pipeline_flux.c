@@ -154,15 +154,24 @@ static ds_status flux_merged_fn(void *model, int i, ds_block_state *st, ds_err *
     return flux_single_on_state(b, i - b->n_double, st, err);
 }
 
-/* The lists a runner sees (merged, or double + single). Returns the count. */
-static int flux_lists(ds_flux *m, bool split, flux_blocks *model, ds_block_list lists[2]) {
+/* The lists a runner sees (merged, or double + single). Returns the count. key: filled with what fixes the
+ * blocks' launches besides the state (the transformer, temb, the RoPE tables and the join buffer); graphs
+ * NULL (or model NULL, for the list names and sizes only): lists that are never captured. */
+static int flux_lists(ds_flux *m, ds_graph_cache *graphs, bool split, flux_blocks *model, ds_graph_key *key,
+                      ds_block_list lists[2]) {
     const int nd = ds_flux_double_block_count(m), ns = ds_flux_single_block_count(m);
+    *key = (ds_graph_key){0};
+    ds_graph_key_add_ptr(key, m);
+    if (model) {
+        const ds_tensor *keyed[] = {&model->temb, &model->rope.cos, &model->rope.sin, &model->cat};
+        for (size_t i = 0; i < sizeof keyed / sizeof keyed[0]; i++) ds_graph_key_add_tensor(key, keyed[i]);
+    }
     if (!split) {
-        lists[0] = (ds_block_list){"transformer_blocks", nd + ns, DS_BLOCK_IO_HIDDEN_ENCODER, flux_merged_fn, model};
+        lists[0] = (ds_block_list){"transformer_blocks", nd + ns, DS_BLOCK_IO_HIDDEN_ENCODER, flux_merged_fn, model, graphs, key};
         return 1;
     }
-    lists[0] = (ds_block_list){"transformer_blocks", nd, DS_BLOCK_IO_HIDDEN_ENCODER, flux_double_fn, model};
-    lists[1] = (ds_block_list){"single_transformer_blocks", ns, DS_BLOCK_IO_HIDDEN_ENCODER, flux_single_fn, model};
+    lists[0] = (ds_block_list){"transformer_blocks", nd, DS_BLOCK_IO_HIDDEN_ENCODER, flux_double_fn, model, graphs, key};
+    lists[1] = (ds_block_list){"single_transformer_blocks", ns, DS_BLOCK_IO_HIDDEN_ENCODER, flux_single_fn, model, graphs, key};
     return 2;
 }
 
@@ -195,7 +204,8 @@ static ds_status flux_runner_forward(ds_pipeline *p, const ds_block_runner *r, c
     DS_TRY(ds_flux_embed(p->flux, packed, enc, pool, p->tsteps, guid, img_ids, txt_ids, &st.hidden, &st.encoder,
                          &model.temb, &model.rope, err));
     ds_block_list lists[2];
-    const int nl = flux_lists(p->flux, r->split_lists, &model, lists);
+    ds_graph_key key;
+    const int nl = flux_lists(p->flux, p->graphs, r->split_lists, &model, &key, lists);
     DS_TRY(r->run(r->ctx, lists, nl, &st, step, call, err));
     DS_TRY(ds_flux_join_streams(&st.encoder, &st.hidden, &model.cat, err));
     return ds_flux_final(p->flux, &model.cat, &model.temb, out, err);
@@ -300,7 +310,8 @@ ds_status ds_pipeline_flux_generate(ds_pipeline *p, const ds_gen_params *g, ds_g
         req.steps = steps;
         req.calls_per_step = true_cfg ? 2 : 1;
         ds_block_list lists[2];
-        req.n_lists = flux_lists(p->flux, runner->split_lists, NULL, lists);
+        ds_graph_key unused;
+        req.n_lists = flux_lists(p->flux, NULL, runner->split_lists, NULL, &unused, lists);
         for (int l = 0; l < req.n_lists; l++) {
             req.list_names[l] = lists[l].name;
             req.list_blocks[l] = lists[l].n_blocks;

@@ -55,6 +55,7 @@ struct ds_pipeline {
     ds_tensor t_blk_h, t_blk_c, t_blk_e, t_blk_cat, t_blk_cos, t_blk_sin; /* block-runner streams */
     ds_tensor t_aux[4];           /* model-specific extra inputs (FLUX: txt, pooled, neg txt, neg pooled) */
     void   *staging;              /* host staging for bf16/f16 transfers (CUDA only) */
+    ds_graph_cache *graphs;       /* block ranges a runner replays as CUDA graphs (ds_block_list.graphs) */
     size_t  staging_bytes;
 };
 

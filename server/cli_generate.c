@@ -35,6 +35,7 @@ typedef struct cli_args {
     float       guidance, true_cfg;
     ds_sched_kind scheduler;
     uint64_t    seed;
+    bool        graphs_off, attention_exact; /* --cuda-graphs off, --attention exact (CUDA only) */
 } cli_args;
 
 static const char k_usage[] =
@@ -42,6 +43,7 @@ static const char k_usage[] =
     "         [--width W --height H] [--steps N] [--guidance G] [--true-cfg G] [--num-images N]\n"
     "         [--scheduler ddim|dpmpp_2m|flow_euler] [--seed S] [--init-noise FILE]\n"
     "         [--device auto|cpu|cuda|cuda:N (default auto: the GPU when usable)] [--dtype bf16|f16|f32]\n"
+    "         [--cuda-graphs on|off (default on)] [--attention fast|exact (default fast)]\n"
     "         [--random-weights] --out PNG [--latents-out FILE]\n"
     "         [--cache CONFIG (JSON file | JSON object | e.g. F8B0_W4MC3_T0O1_R0.12 | none)] [--stats-out FILE]\n";
 
@@ -100,6 +102,13 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         else if (!strcmp(o, "--latents-out")) a->latents_out = v;
         else if (!strcmp(o, "--device")) a->device = v;
         else if (!strcmp(o, "--dtype")) a->dtype = v;
+        else if (!strcmp(o, "--cuda-graphs")) {
+            if (strcmp(v, "on") && strcmp(v, "off")) return bad("--cuda-graphs must be on or off, got '%s'%s", v, "");
+            a->graphs_off = !strcmp(v, "off");
+        } else if (!strcmp(o, "--attention")) {
+            if (strcmp(v, "fast") && strcmp(v, "exact")) return bad("--attention must be fast or exact, got '%s'%s", v, "");
+            a->attention_exact = !strcmp(v, "exact");
+        }
         else if (!strcmp(o, "--cache")) a->cache = v;
         else if (!strcmp(o, "--stats-out")) a->stats_out = v;
         else if (!strcmp(o, "--class")) {
@@ -203,6 +212,10 @@ int ds_cli_generate(int argc, char **argv) {
         fprintf(stderr, "ditserve generate: %s\n", err.msg);
         ds_cuda_ctx_destroy(ctx);
         return 1;
+    }
+    if (ctx) {
+        ds_cuda_ctx_set_graphs(ctx, !a.graphs_off);
+        ds_cuda_ctx_set_attention(ctx, a.attention_exact ? DS_CUDA_ATTN_EXACT : DS_CUDA_ATTN_FAST);
     }
 #endif
     ds_pipeline *p = NULL;

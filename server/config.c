@@ -18,6 +18,8 @@ static const opt k_opts[] = {
     {"--model", "DITSERVE_MODEL", "NAME=DIR: a diffusers directory to serve as NAME (repeatable)", "the demo model", T_LIST},
     {"--device", "DITSERVE_DEVICE", "auto (a GPU when one is usable, else the CPU) | cpu | cuda | cuda:N", "auto", T_STR},
     {"--dtype", "DITSERVE_DTYPE", "GPU compute dtype: bf16 | f16 | f32 (the CPU computes in f32)", "bf16 on a GPU", T_STR},
+    {"--cuda-graphs", "DITSERVE_CUDA_GRAPHS", "on | off: replay each kind of denoising step as a CUDA graph", "on", T_STR},
+    {"--attention", "DITSERVE_ATTENTION", "fast (bf16/f16 tensor cores) | exact (fp32 inside, slower)", "fast", T_STR},
     {"--host", "DITSERVE_HOST", "address to listen on", "127.0.0.1", T_STR},
     {"--port", "DITSERVE_PORT", "TCP port (0: any free port)", "8080", T_INT},
     {"--api-key", "DITSERVE_API_KEY", "require Authorization: Bearer KEY (all routes but /health)", "none", T_STR},
@@ -105,6 +107,13 @@ static int apply(ds_server_config *c, int idx, const char *v, char *msg, size_t 
         if (strcmp(v, "bf16") && strcmp(v, "f16") && strcmp(v, "f32"))
             return fail(msg, cap, "%s must be bf16, f16 or f32, got '%.100s'", f, v);
         snprintf(c->dtype, sizeof c->dtype, "%s", v);
+    } else if (!strcmp(f, "--cuda-graphs")) {
+        if (strcmp(v, "on") && strcmp(v, "off")) return fail(msg, cap, "%s must be on or off, got '%.100s'", f, v);
+        c->cuda_graphs_off = !strcmp(v, "off");
+    } else if (!strcmp(f, "--attention")) {
+        if (strcmp(v, "fast") && strcmp(v, "exact"))
+            return fail(msg, cap, "%s must be fast or exact, got '%.100s'", f, v);
+        c->attention_exact = !strcmp(v, "exact");
     } else if (!strcmp(f, "--host")) {
         if (strlen(v) >= sizeof c->host || !v[0]) return fail(msg, cap, "%s: bad host '%.100s'", f, v);
         snprintf(c->host, sizeof c->host, "%s", v);

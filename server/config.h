@@ -20,6 +20,8 @@ typedef struct ds_server_config {
     bool demo;                 /* no --model: the demo model as "demo" */
     char device[32];           /* --device [auto] */
     char dtype[8];             /* --dtype ["": bf16 on a GPU, f32 on the CPU] */
+    bool cuda_graphs_off;      /* --cuda-graphs off [on]: replay denoising work as CUDA graphs */
+    bool attention_exact;      /* --attention exact [fast]: fp32-inside attention instead of tensor cores */
     char host[256];            /* --host [127.0.0.1] */
     int  port;                 /* --port [8080]; 0 = any free port (printed at start) */
     char api_key[256];         /* --api-key ["" = open] */

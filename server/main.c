@@ -71,6 +71,8 @@ static int serve(int argc, char **argv) {
     eo.n_models = cfg.n_models;
     eo.device = cfg.device;
     eo.dtype = cfg.dtype[0] ? cfg.dtype : NULL;
+    eo.cuda_graphs_off = cfg.cuda_graphs_off;
+    eo.attention_exact = cfg.attention_exact;
     eo.queue_size = cfg.queue_size;
     eo.job_ttl_s = cfg.job_ttl_s;
     eo.max_retained_bytes = (size_t)cfg.max_retained_mb << 20;

@@ -26,6 +26,7 @@ struct ds_cuda_ctx {
     void *scratch;        // device memory, DS_CTX_SCRATCH_BYTES, for the ops' reductions
     size_t scratch_bytes;
     ds_cuda_attn_path attn;  // DS_CUDA_ATTN_FAST (0, calloc) unless set
+    bool graphs_off;         // CUDA graphs on (false, calloc) unless switched off
 };
 
 static __thread ds_cuda_ctx *tls_ctx = NULL;
@@ -123,6 +124,12 @@ extern "C" void ds_cuda_ctx_set_attention(ds_cuda_ctx *ctx, ds_cuda_attn_path pa
 extern "C" ds_cuda_attn_path ds_cuda_ctx_attention(const ds_cuda_ctx *ctx) {
     return ctx ? ctx->attn : DS_CUDA_ATTN_FAST;
 }
+
+extern "C" void ds_cuda_ctx_set_graphs(ds_cuda_ctx *ctx, bool on) {
+    if (ctx) ctx->graphs_off = !on;
+}
+
+extern "C" bool ds_cuda_ctx_graphs(const ds_cuda_ctx *ctx) { return ctx && !ctx->graphs_off; }
 
 extern "C" struct ds_cuda_lt *ds_cuda_ctx_lt(void) { return tls_ctx ? tls_ctx->lt : NULL; }
 

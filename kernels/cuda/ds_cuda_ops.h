@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "graph.h"
 #include "ops.h"
 #include "status.h"
 #include "tensor.h"
@@ -77,6 +78,14 @@ ds_status ds_cuda_ctx_download(void *dst, const void *d_src, size_t bytes, ds_er
 typedef enum { DS_CUDA_ATTN_FAST = 0, DS_CUDA_ATTN_EXACT = 1 } ds_cuda_attn_path;
 void ds_cuda_ctx_set_attention(ds_cuda_ctx *ctx, ds_cuda_attn_path path);
 ds_cuda_attn_path ds_cuda_ctx_attention(const ds_cuda_ctx *ctx);
+
+/* CUDA graphs (graph.h) on this context: on for a new context; off makes every ds_graph_run eager (for
+ * comparisons and debugging: --cuda-graphs off). */
+void ds_cuda_ctx_set_graphs(ds_cuda_ctx *ctx, bool on);
+bool ds_cuda_ctx_graphs(const ds_cuda_ctx *ctx);
+
+/* graph.cu: graph.h's backend on the CUDA runtime (capture on the current context's stream). */
+const ds_graph_backend *ds_cuda_graph_backend(void);
 
 /* The current context's cuBLASLt handle (for the tensor-level linear and conv2d). NULL when none. */
 struct ds_cuda_lt *ds_cuda_ctx_lt(void);

@@ -68,6 +68,15 @@ if "$bin" info 2>/dev/null | grep -q '^cuda_devices: 0'; then # no GPU here: ask
   check cuda_absent 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --device cuda --out "$tmp/x.png"
   grep -q "requested but not usable" "$tmp/err" || { echo "FAIL cuda_absent: message"; fail=1; }
 fi
+check bad_graphs 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --cuda-graphs maybe --out "$tmp/x.png"
+grep -q "cuda-graphs must be on or off, got 'maybe'" "$tmp/err" || { echo "FAIL bad_graphs: message"; fail=1; }
+check bad_attention 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --attention flash --out "$tmp/x.png"
+grep -q "attention must be fast or exact, got 'flash'" "$tmp/err" || { echo "FAIL bad_attention: message"; fail=1; }
+# the CUDA switches are accepted (and ignored) on the CPU: the same image as without them
+"$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --steps 2 --device cpu --out "$tmp/a.png" 2>/dev/null &&
+  "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --steps 2 --device cpu --cuda-graphs off --attention exact \
+    --out "$tmp/b.png" 2>/dev/null && cmp -s "$tmp/a.png" "$tmp/b.png" ||
+  { echo "FAIL cuda_switches_on_cpu: not the same image"; fail=1; }
 check bad_seed 2 "$bin" generate --model "$data/ckpt/dit-tiny" --class 1 --seed -4 --out "$tmp/x.png"
 [ "$(wc -l <"$tmp/err")" = 1 ] || { echo "FAIL bad_seed: error is not one line"; cat "$tmp/err"; fail=1; }
 exit $fail

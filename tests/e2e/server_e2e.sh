@@ -255,6 +255,14 @@ a=http://127.0.0.1:$port
 ok "auth on: /health open, key required elsewhere"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/v1/models")" = 200 ] && ok "auth off: open" || bad "auth off"
 
+# --- CUDA switches: bad values refused at start (exit 2, one line naming the flag) ----------------------------
+out=$("$bin" --cuda-graphs maybe 2>&1); rc=$?
+[ "$rc" = 2 ] && echo "$out" | grep -q "cuda-graphs must be on or off" && ok "--cuda-graphs maybe refused" \
+  || bad "--cuda-graphs maybe: rc $rc: $out"
+out=$(DITSERVE_ATTENTION=flash "$bin" 2>&1); rc=$?
+[ "$rc" = 2 ] && echo "$out" | grep -q "attention must be fast or exact" && ok "DITSERVE_ATTENTION=flash refused" \
+  || bad "DITSERVE_ATTENTION=flash: rc $rc: $out"
+
 # --- SIGTERM: finish the running job, exit 0 -------------------------------------------------------------
 id=$(curl -s -X POST "$base/v1/generate" -d '{"model":"dit","class_labels":[1],"steps":100,"mode":"async"}' | json "d['id']")
 kill -TERM "$main_pid"

@@ -12,6 +12,10 @@
  *              noise of the threshold would be reported, not hidden).
  *   demo       assets/demo (the shipped demo model), class 7, seed 42, 25 steps, guidance 4: image MAD <= 2
  *              (the issue's bound).
+ *   graphs     dit-tiny and flux-tiny on one CUDA pipeline: a plain and a cached generation with CUDA graphs
+ *              off, then twice with graphs on (captured, then replayed across requests): the latents and
+ *              images must be bit-identical (a replay launches the very kernels of the eager run), and the
+ *              cached runs must have replayed block ranges (graph counters).
  * Both sides start from the same seeded noise (one RNG stream for CPU and CUDA). Exit 77 without a device. */
 #include <math.h>
 #include <stdio.h>
@@ -65,6 +69,16 @@ static void compare(const char *kase, const ds_gen_result *cpu, const ds_gen_res
     GPU_CHECK(ok, "%s: image MAD %.4f > %.1f", kase, mad, mad_bound);
 }
 
+/* One generation on p: with DBCache when cache_cfg is given (stats into *st), else the plain pipeline. */
+static bool generate(ds_pipeline *p, const ds_gen_params *g, const char *cache_cfg, ds_gen_result *res,
+                     ds_cache_stats *st) {
+    ds_err e = {0};
+    if (!cache_cfg) return GPU_OK(ds_pipeline_generate(p, g, res, &e), &e);
+    ds_cache_config cfg;
+    return GPU_OK(ds_cache_config_parse_any(cache_cfg, &cfg, &e), &e) &&
+           GPU_OK(ds_cache_generate(p, g, &cfg, res, st, &e), &e);
+}
+
 /* One generation on each placement (a fresh pipeline each, freed at once). cache_cfg may be NULL. */
 static bool run_both(const char *dir, const ds_gen_params *g, const char *cache_cfg, ds_gen_result res[2],
                      ds_cache_stats st[2]) {
@@ -72,19 +86,50 @@ static bool run_both(const char *dir, const ds_gen_params *g, const char *cache_
     for (int k = 0; k < 2; k++) {
         ds_pipeline *p = load(dir, pls[k]);
         if (!p) return false;
-        ds_err e = {0};
-        bool ok;
-        if (cache_cfg) {
-            ds_cache_config cfg;
-            ok = GPU_OK(ds_cache_config_parse_any(cache_cfg, &cfg, &e), &e) &&
-                 GPU_OK(ds_cache_generate(p, g, &cfg, &res[k], &st[k], &e), &e);
-        } else {
-            ok = GPU_OK(ds_pipeline_generate(p, g, &res[k], &e), &e);
-        }
+        const bool ok = generate(p, g, cache_cfg, &res[k], st ? &st[k] : NULL);
         ds_pipeline_free(p);
         if (!ok) return false;
     }
     return true;
+}
+
+/* graphs off, then on twice, on one CUDA pipeline: bit-identical results; the cached runs replay graphs. */
+static void graphs_same(const char *kase, const char *dir, const ds_gen_params *g, const char *cache_cfg) {
+    ds_pipeline *p = load(dir, (ds_placement){{DS_DEVICE_CUDA, 0}, DS_BF16});
+    if (!p) return;
+    ds_cuda_ctx *ctx = ds_cuda_ctx_current();
+    ds_gen_result r[3] = {{0}};
+    ds_cache_stats st[3];
+    memset(st, 0, sizeof st);
+    bool ok = true;
+    for (int k = 0; ok && k < 3; k++) {
+        ds_cuda_ctx_set_graphs(ctx, k > 0);
+        ok = generate(p, g, cache_cfg, &r[k], &st[k]);
+    }
+    ds_cuda_ctx_set_graphs(ctx, true);
+    const ds_graph_stats gs = ds_pipeline_graph_stats(p);
+    if (ok) {
+        int64_t n = 1;
+        for (int i = 0; i < 4; i++) n *= r[0].latent_shape[i];
+        const size_t img = (size_t)r[0].n_images * (size_t)r[0].width * (size_t)r[0].height * 3;
+        for (int k = 1; k < 3; k++) {
+            const bool same = memcmp(r[0].latents, r[k].latents, (size_t)n * sizeof(float)) == 0 &&
+                              memcmp(r[0].rgb, r[k].rgb, img) == 0;
+            printf("RESULT gpu_pipeline %s_graphs_run%d_bit_identical launches=%llu captures=%llu refused=%llu %s\n",
+                   kase, k, (unsigned long long)gs.launches, (unsigned long long)gs.captures,
+                   (unsigned long long)gs.refused, same ? "PASS" : "FAIL");
+            GPU_CHECK(same, "%s: graphs-on run %d differs from the eager run", kase, k);
+        }
+        if (cache_cfg) {
+            GPU_CHECK(gs.launches > 0 && gs.refused == 0, "%s: the cached runs replayed no graph (%llu launches, "
+                      "%llu refused)", kase, (unsigned long long)gs.launches, (unsigned long long)gs.refused);
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        ds_gen_result_free(&r[k]);
+        ds_cache_stats_free(&st[k]);
+    }
+    ds_pipeline_free(p);
 }
 
 /* A class-conditional request: one label, CFG at guidance 4, the model's default size and scheduler. */
@@ -145,6 +190,8 @@ static void case_flux(void) {
         ds_gen_result_free(&r[1]);
         g.steps = 12; /* enough steps after the warm-up for the threshold to cache some */
         cached_pair("flux_cached", DS_TEST_DATA_DIR "/ckpt/flux-tiny", &g, "F1B0_W2MC0_R0.43");
+        graphs_same("flux_graphs_plain", DS_TEST_DATA_DIR "/ckpt/flux-tiny", &g, NULL);
+        graphs_same("flux_graphs_cached", DS_TEST_DATA_DIR "/ckpt/flux-tiny", &g, "F1B0_W2MC0_R0.43");
     }
 out:
     free(pe_buf);
@@ -188,6 +235,13 @@ static void case_cached(void) {
     cached_pair("dit_cached", DS_TEST_DATA_DIR "/ckpt/dit-tiny", &g, "F1B0_W2MC0_R0.45");
 }
 
+static void case_graphs(void) {
+    const int32_t label = 207;
+    const ds_gen_params g = dit_params(12, 2, &label);
+    graphs_same("dit_graphs_plain", DS_TEST_DATA_DIR "/ckpt/dit-tiny", &g, NULL);
+    graphs_same("dit_graphs_cached", DS_TEST_DATA_DIR "/ckpt/dit-tiny", &g, "F1B0_W2MC0_R0.45");
+}
+
 static void case_demo(void) {
     const int32_t label = 7;
     const ds_gen_params g = dit_params(25, 42, &label);
@@ -211,6 +265,7 @@ int main(void) {
     case_dit();
     case_flux();
     case_cached();
+    case_graphs();
     case_demo();
     ds_cuda_ctx_destroy(ctx);
     return gpu_finish("gpu_pipeline");

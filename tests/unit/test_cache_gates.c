@@ -51,7 +51,7 @@ static void drive(const char *cfgs, syn *s, int n_blocks, int steps, int cps, ds
     req.list_blocks[0] = n_blocks;
     req.hidden_numel = NEL;
     cr_assert_eq(r->begin(r->ctx, &req, &err), DS_OK, "%s", err.msg);
-    ds_block_list L = {"blocks", n_blocks, DS_BLOCK_IO_HIDDEN, syn_block, s};
+    ds_block_list L = {"blocks", n_blocks, DS_BLOCK_IO_HIDDEN, syn_block, s, NULL, NULL}; /* CPU: no graphs */
     for (int i = 0; i < steps * cps; i++) {
         float h[NEL] = {0};
         ds_block_state st;
