@@ -14,9 +14,12 @@
 // Work split: one block of 4 warps per (b, h, tile of 64 queries), flat grid block = (b H + h) q_tiles +
 // tile. Warp w owns query rows 16 w .. 16 w + 15 of the tile for the whole key loop, so row maxima and sums
 // never leave the warp: the four lanes t = lane % 4 of a group g = lane / 4 hold rows g and g + 8.
-// Shared memory, 16-bit elements, rows padded to ST = DP + 8 (ldmatrix rows hit distinct banks):
-//   Qs [64, ST] the query tile (zero past Nq and past d), read once into A fragments qf[DP/16][4];
-//   Ks [64, ST], Vs [64, ST] one tile of 64 keys/values (zero past Nk and past d).
+// Shared memory, 16-bit elements, rows padded to ST = DP + 8 (ldmatrix rows hit distinct banks), two stages
+// of [Ks [64, ST]; Vs [64, ST]] (one tile of 64 keys/values, zero past Nk and past d). K/V tile t + 1 is
+// copied with cp.async into the other stage while tile t is computed (double buffering): barrier after the
+// copies of tile t landed, barrier after tile t's reads, so a stage is never written while read. The query
+// tile (zero past Nq and past d) is staged once in stage 1 and read into A fragments qf[DP/16][4] before tile
+// 1 is copied there.
 // Per key tile: S [16 x 64] per warp = qf . Ks^T in C fragments s[8][4] (mma m16n8k16), scaled, keys past
 // Nk = -inf, online softmax update, P packed straight from the C fragments into A fragments (the C layout
 // of two n-tiles is the A layout of one k-step), O [16 x DP] += P . Vs with Vs read by ldmatrix.trans.
@@ -33,6 +36,8 @@
 //   ds_u4 ds_ld16(const uint16_t *p)             16-byte load from global memory (p 16-byte aligned)
 //   void ds_st16(uint16_t *p, ds_u4 v)           16-byte store to shared memory
 //   void ds_st32(uint16_t *p, uint32_t v)        4-byte store of two elements to global memory
+//   void ds_cp_async16(uint16_t *smem, const uint16_t *gmem)   16-byte asynchronous copy (cp.async.cg)
+//   void ds_cp_async_commit(), ds_cp_async_wait<N>()          close a copy group / wait for all but N
 //   void ds_sync()                               __syncthreads
 //   void ds_ldsm_x4(uint32_t r[4], const uint16_t *p), ds_ldsm_x4_t(...)   ldmatrix (.trans)
 //   void ds_mma16816<BF16>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)   c += a . b
@@ -62,10 +67,32 @@ struct ds_attn_mma_args {
     float sc2;            // scale * log2(e)
 };
 
-// Dynamic shared memory of one block for padded head dim DP: Qs, Ks, Vs of [64, DP + 8] 16-bit elements
-// (52 224 bytes at DP = 128).
+// Dynamic shared memory of one block for padded head dim DP: two stages of K and V tiles of [64, DP + 8]
+// 16-bit elements (69 632 bytes at DP = 128; the query tile is staged inside stage 1).
 static inline constexpr size_t ds_attn_mma_smem_bytes(int dp) {
-    return (size_t)(ATT_MMA_BQ + 2 * ATT_MMA_BK) * (size_t)(dp + 8) * 2u;
+    return (size_t)(4 * ATT_MMA_BK) * (size_t)(dp + 8) * 2u;
+}
+
+// Copy K/V tile rows k0 .. k0 + 63 into one stage (Ks = stage, Vs = stage + 64 ST): cp.async for the 16-byte
+// chunks of rows below Nk and columns below d, zeros stored directly elsewhere. All threads take part.
+template <int DP>
+DS_MMA_FN void ds_attn_mma_load_kv(const ds_attn_mma_args &a, const uint16_t *kb, const uint16_t *vb, int64_t k0,
+                                   int tid, uint16_t *stage) {
+    constexpr int ST = DP + 8, CH = DP / 8;
+    const int64_t row = a.H * a.d;
+    const ds_u4 zero = {0u, 0u, 0u, 0u};
+    for (int e = tid; e < ATT_MMA_BK * CH; e += ATT_MMA_THREADS) {
+        const int r = e / CH, c = e % CH;
+        uint16_t *ks = stage + r * ST + c * 8, *vs = stage + (ATT_MMA_BK + r) * ST + c * 8;
+        if (k0 + r < a.Nk && c < a.d / 8) {
+            const int64_t gi = (k0 + r) * row + c * 8;
+            ds_cp_async16(ks, kb + gi);
+            ds_cp_async16(vs, vb + gi);
+        } else {
+            ds_st16(ks, zero);
+            ds_st16(vs, zero);
+        }
+    }
 }
 
 // The whole work of thread `tid` (0..127) of block `block` (see the grid above). smem: the block's
@@ -78,9 +105,8 @@ DS_MMA_FN void ds_attention_mma_tile(const ds_attn_mma_args &a, int64_t block, i
     constexpr int OT = DP / 8;             // 8-wide n-tiles of O
     constexpr int CH = DP / 8;             // 16-byte chunks per padded row
     static_assert(DP % 16 == 0 && DP <= 256, "DP: a multiple of 16");
-    uint16_t *Qs = smem;                   // [64, ST]
-    uint16_t *Ks = Qs + ATT_MMA_BQ * ST;   // [64, ST]
-    uint16_t *Vs = Ks + ATT_MMA_BK * ST;   // [64, ST]
+    constexpr int STAGE = 2 * ATT_MMA_BK * ST;  // elements per stage [Ks 64 rows; Vs 64 rows] x ST (stage s at s STAGE)
+    uint16_t *Qs = smem + STAGE;                // [64, ST] in stage 1 until the fragments are read
 
     const int warp = tid / 32, lane = tid % 32, t = lane % 4;
     const int64_t tile = block % a.q_tiles, bh = block / a.q_tiles;
@@ -93,7 +119,10 @@ DS_MMA_FN void ds_attention_mma_tile(const ds_attn_mma_args &a, int64_t block, i
     const int chunks = a.d / 8;                            // 16-byte chunks inside the head dim
     const ds_u4 zero = {0u, 0u, 0u, 0u};
 
-    // Stage the query tile, then keep it in registers as A fragments for the whole key loop.
+    // K/V tile 0 in flight into stage 0 while the query tile is staged (in stage 1) and read into registers as A
+    // fragments for the whole key loop.
+    ds_attn_mma_load_kv<DP>(a, kb, vb, 0, tid, smem);
+    ds_cp_async_commit();
     for (int e = tid; e < ATT_MMA_BQ * CH; e += ATT_MMA_THREADS) {
         const int r = e / CH, c = e % CH;
         const bool in = q0 + r < a.Nq && c < chunks;
@@ -109,16 +138,19 @@ DS_MMA_FN void ds_attention_mma_tile(const ds_attn_mma_args &a, int64_t block, i
     for (int j = 0; j < OT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;  // rows g and g + 8 (l: this lane's part)
 
-    for (int64_t k0 = 0; k0 < a.Nk; k0 += ATT_MMA_BK) {
-        ds_sync();  // every warp is done with the previous tile's Ks / Vs
-        for (int e = tid; e < ATT_MMA_BK * CH; e += ATT_MMA_THREADS) {
-            const int r = e / CH, c = e % CH;
-            const bool in = k0 + r < a.Nk && c < chunks;
-            const int64_t gi = (k0 + r) * row + c * 8;
-            ds_st16(Ks + r * ST + c * 8, in ? ds_ld16(kb + gi) : zero);
-            ds_st16(Vs + r * ST + c * 8, in ? ds_ld16(vb + gi) : zero);
+    const int64_t n_tiles = (a.Nk + ATT_MMA_BK - 1) / ATT_MMA_BK;
+    for (int64_t kt = 0; kt < n_tiles; kt++) {
+        const int64_t k0 = kt * ATT_MMA_BK;
+        const uint16_t *Ks = smem + (kt & 1) * STAGE, *Vs = Ks + ATT_MMA_BK * ST;
+        if (kt + 1 < n_tiles) {
+            if (kt == 0) ds_sync();  // every warp holds its query fragments: stage 1 is free for tile 1
+            ds_attn_mma_load_kv<DP>(a, kb, vb, k0 + ATT_MMA_BK, tid, smem + ((kt + 1) & 1) * STAGE);
+            ds_cp_async_commit();
+            ds_cp_async_wait<1>();  // this thread's copies of tile t have landed (tile t + 1 may be in flight)
+        } else {
+            ds_cp_async_wait<0>();
         }
-        ds_sync();
+        ds_sync();  // everyone's copies of tile t are visible
 
         // S = Q . K^T: n-tiles 2 jn and 2 jn + 1 from one ldmatrix.x4 (keys 16 jn .. + 15, dims 16 kk .. + 15).
         float s[NT][4];
@@ -195,6 +227,7 @@ DS_MMA_FN void ds_attention_mma_tile(const ds_attn_mma_args &a, int64_t block, i
                 ds_mma16816<BF16>(o[2 * jd + 1], pa, bv[2], bv[3]);
             }
         }
+        ds_sync();  // every warp is done reading stage kt & 1 before tile kt + 2 is copied into it
     }
 
     // out = O / l, l summed over the four lanes of the row.

@@ -1,6 +1,6 @@
 // mma_prims.cuh - the device side of the warp primitives that attention_mma.cuh is written against:
-// 16-byte global loads, ldmatrix (.trans), mma.sync m16n8k16 with fp32 accumulation (bf16 or f16 inputs),
-// xor shuffles and packing two floats to two 16-bit values. sm_80 and newer (the PTX is the same on sm_90).
+// 16-byte global loads, cp.async copies, ldmatrix (.trans), mma.sync m16n8k16 with fp32 accumulation (bf16 or
+// f16 inputs), xor shuffles and packing two floats to two 16-bit values. sm_80 and newer (the PTX is the same on sm_90).
 // The host twin of each, for the SIMT emulator in the tests, is in tests/emu/simt_emu.h.
 #ifndef DS_MMA_PRIMS_CUH
 #define DS_MMA_PRIMS_CUH
@@ -19,6 +19,19 @@ DS_MMA_FN void ds_st32(uint16_t *p, uint32_t v) { *reinterpret_cast<uint32_t *>(
 DS_MMA_FN void ds_sync() { __syncthreads(); }
 DS_MMA_FN float ds_shfl_xor(float v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
 DS_MMA_FN float ds_exp2(float x) { return exp2f(x); }
+
+// cp.async (sm_80+): 16 bytes global -> shared without passing through registers, in flight until waited
+// for. ds_cp_async_commit closes a group; ds_cp_async_wait<N> waits until at most N groups of this thread
+// are still in flight (other threads' copies become visible after a barrier).
+DS_MMA_FN void ds_cp_async16(uint16_t *smem, const uint16_t *gmem) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(gmem) : "memory");
+}
+DS_MMA_FN void ds_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+DS_MMA_FN void ds_cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
 
 DS_MMA_FN void ds_ldsm_x4(uint32_t r[4], const uint16_t *p) {
     const unsigned a = (unsigned)__cvta_generic_to_shared(p);

@@ -5,6 +5,9 @@
 // key tiles and the packing of P; what it cannot prove: that the GPU executes the PTX as specified (the
 // GPU twin test gpu_ops_attention does that on a device).
 //
+// Every case runs under three schedules of the emulator (lockstep warps with copies landing as late as legal;
+// drifting warps with copies landing at once; drifting warps with copies landing at random), so a missing
+// barrier or wait of the double-buffered K/V pipeline shows.
 // Inputs as the GPU twin tests: uniform q, k in [-qk, qk], v in [-1, 1], rounded to the case's type
 // first, so both sides see identical values. Tolerance class ATTN_TC (tests/gpu/gpu_tolerances.h):
 // the reference keeps P in fp32, the tile rounds P to the input type before P . v.
@@ -50,10 +53,25 @@ void fill(std::vector<uint16_t> &bits, std::vector<float> &vals, size_t n, float
     }
 }
 
+// How the emulator schedules warps and lands cp.async copies (simt_emu.h); every case runs under each.
+struct Schedule {
+    const char *name;
+    int skew;
+    simt::Landing landing;
+};
+const Schedule kSchedules[] = {
+    {"lockstep/land-at-wait", 0, simt::LAND_AT_WAIT},
+    {"skewed/land-at-issue", 1, simt::LAND_AT_ISSUE},
+    {"skewed/land-random", 1, simt::LAND_RANDOM},
+};
+
 template <int DP>
-bool run_tile(const Case &c, const ds_attn_mma_args &a, char *why, size_t why_len) {
+bool run_tile(const Case &c, const Schedule &sc, const ds_attn_mma_args &a, char *why, size_t why_len) {
     static simt::Block blk;
     alignas(16) static uint16_t smem[ds_attn_mma_smem_bytes(128) / 2];
+    blk.skew = sc.skew;
+    blk.landing = sc.landing;
+    blk.rng.seed(0x5EED0000u + (unsigned)c.Nq * 131u + (unsigned)c.Nk);
     const int64_t blocks = c.B * c.H * a.q_tiles;
     for (int64_t bi = 0; bi < blocks; bi++) {
         for (size_t i = 0; i < sizeof smem / 2; i++) smem[i] = 0x7fc0;  // NaN bits: stale shared memory
@@ -71,7 +89,7 @@ bool run_tile(const Case &c, const ds_attn_mma_args &a, char *why, size_t why_le
     return true;
 }
 
-bool run_case(const Case &c) {
+bool run_case(const Case &c, const Schedule &sc) {
     const size_t nq = (size_t)(c.B * c.Nq * c.H * c.d), nk = (size_t)(c.B * c.Nk * c.H * c.d);
     std::vector<uint16_t> qb, kb, vb;
     std::vector<float> qf, kf, vf;
@@ -102,13 +120,13 @@ bool run_case(const Case &c) {
     a.H = c.H;
     a.d = c.d;
     a.q_tiles = (c.Nq + ATT_MMA_BQ - 1) / ATT_MMA_BQ;
-    const float sc = c.scale > 0.0f ? c.scale : (float)(1.0 / sqrt((double)c.d));
-    a.sc2 = sc * 1.4426950408889634f;
+    const float scale = c.scale > 0.0f ? c.scale : (float)(1.0 / sqrt((double)c.d));
+    a.sc2 = scale * 1.4426950408889634f;
     char why[300] = "";
-    bool ok = c.d <= 32    ? run_tile<32>(c, a, why, sizeof why)
-              : c.d <= 64 ? run_tile<64>(c, a, why, sizeof why)
-              : c.d <= 80 ? run_tile<80>(c, a, why, sizeof why)
-                          : run_tile<128>(c, a, why, sizeof why);
+    bool ok = c.d <= 32    ? run_tile<32>(c, sc, a, why, sizeof why)
+              : c.d <= 64 ? run_tile<64>(c, sc, a, why, sizeof why)
+              : c.d <= 80 ? run_tile<80>(c, sc, a, why, sizeof why)
+                          : run_tile<128>(c, sc, a, why, sizeof why);
 
     // ATTN_TC: per tensor REL, per element ATOL + RTOL |ref| (max |v| = 1 here).
     const double u = c.bf16 ? GPU_U_BF16 : GPU_U_F16;
@@ -130,9 +148,9 @@ bool run_case(const Case &c) {
     }
     const double rel = den > 0.0 ? sqrt(num / den) : sqrt(num);
     ok = ok && bad == 0 && rel <= rel_tol;
-    printf("%s emu attention_mma %s B%lld Nq%lld Nk%lld H%lld d%d scale%g qk%g: rel %.3g (tol %.3g), max |err| %.3g u, "
-           "%zu elements out of tolerance%s%s\n",
-           ok ? "PASS" : "FAIL", c.bf16 ? "bf16" : "f16", (long long)c.B, (long long)c.Nq, (long long)c.Nk,
+    printf("%s emu attention_mma %s %s B%lld Nq%lld Nk%lld H%lld d%d scale%g qk%g: rel %.3g (tol %.3g), max |err| "
+           "%.3g u, %zu elements out of tolerance%s%s\n",
+           ok ? "PASS" : "FAIL", sc.name, c.bf16 ? "bf16" : "f16", (long long)c.B, (long long)c.Nq, (long long)c.Nk,
            (long long)c.H, c.d, (double)c.scale, (double)c.qk, rel, rel_tol, worst, bad, why[0] ? ": " : "", why);
     if (bad)
         printf("  first at %zu: out %g ref %g\n", first_bad,
@@ -153,8 +171,12 @@ int main(void) {
         {true, 1, 130, 1, 2, 8, 0.0f, 1.0f},     {true, 1, 70, 150, 1, 128, 1.0f, 3.0f},
         {false, 1, 70, 150, 1, 64, 0.5f, 3.0f},  {true, 1, 129, 63, 1, 32, 0.25f, 2.0f},
     };
-    int failed = 0;
-    for (const Case &c : cases) failed += !run_case(c);
-    printf("%s: %d of %zu cases failed\n", failed ? "FAIL" : "PASS", failed, sizeof cases / sizeof cases[0]);
+    int failed = 0, runs = 0;
+    for (const Schedule &sc : kSchedules)
+        for (const Case &c : cases) {
+            failed += !run_case(c, sc);
+            runs++;
+        }
+    printf("%s: %d of %d case runs failed\n", failed ? "FAIL" : "PASS", failed, runs);
     return failed ? 1 : 0;
 }

@@ -22,6 +22,7 @@
 
 #include <functional>
 #include <vector>
+#include <random>
 
 #include "dtype.h"
 
@@ -29,9 +30,21 @@ namespace simt {
 
 enum Op { OP_RUN, OP_SYNC, OP_LDSM, OP_LDSM_T, OP_MMA_BF16, OP_MMA_F16, OP_SHFL, OP_DONE };
 
+// When a cp.async copy lands in shared memory: at the latest legal moment (the thread's wait that covers it),
+// at once (issue), or either, drawn per copy. Real hardware may do any of these; bugs show under some.
+enum Landing { LAND_AT_WAIT, LAND_AT_ISSUE, LAND_RANDOM };
+
+struct Copy {
+    uint16_t *dst;
+    const uint16_t *src;
+    int group;  // commit group it belongs to (the lane's open group when issued)
+};
+
 struct Lane {
     ucontext_t ctx;
     Op op;
+    std::vector<Copy> pending;  // issued cp.async copies that have not landed
+    int group = 0;              // the open (uncommitted) group's number
     const uint16_t *p;  // ldmatrix row address
     uint32_t a[4], b0, b1;
     float c[4];         // mma accumulator in/out
@@ -42,6 +55,12 @@ struct Lane {
 };
 
 struct Block {
+    // Scheduling: with skew == 0 every warp whose 32 lanes wait on a collective executes it each round
+    // (lockstep); otherwise a pseudo-random non-empty subset does, so warps drift apart as on hardware and a
+    // missing barrier shows. landing: see Landing. rng: seeded by the test.
+    int skew = 0;
+    Landing landing = LAND_AT_WAIT;
+    std::mt19937_64 rng{1};
     int nthreads = 0;
     std::vector<Lane> lanes;
     std::vector<char> stacks;
@@ -138,7 +157,7 @@ inline void exec_warp(Block &b, int w, Op op) {
 // on divergence or deadlock.
 inline bool run_block(Block &b, int nthreads, std::function<void(int)> body) {
     b.nthreads = nthreads;
-    b.lanes.assign(nthreads, Lane());
+    b.lanes.assign(nthreads, Lane());  // (pending copies of a previous block are dropped with their lanes)
     if (b.stacks.size() < (size_t)nthreads * kStack) b.stacks.resize((size_t)nthreads * kStack);
     b.body = body;
     g_blk = &b;
@@ -164,7 +183,10 @@ inline bool run_block(Block &b, int nthreads, std::function<void(int)> body) {
         }
         if (done == nthreads) return true;
         bool released = false;
-        for (int w = 0; w < nthreads / 32; w++) {
+        const int nw = nthreads / 32;
+        const uint64_t pick = b.skew ? (b.rng() | (1ull << (b.rng() % (uint64_t)nw))) : ~0ull;  // non-empty when skewed
+        bool skipped = false;
+        for (int w = 0; w < nw; w++) {
             const Op op = b.lanes[32 * w].op;
             if (op == OP_DONE || op == OP_SYNC) continue;
             for (int l = 1; l < 32; l++)
@@ -174,10 +196,14 @@ inline bool run_block(Block &b, int nthreads, std::function<void(int)> body) {
                     b.failed = true;
                     return false;
                 }
+            if (!((pick >> w) & 1)) {  // skewed: this warp waits a round
+                skipped = true;
+                continue;
+            }
             exec_warp(b, w, op);
             released = true;
         }
-        if (released) continue;
+        if (released || skipped) continue;
         if (sync == nthreads) {
             for (int i = 0; i < nthreads; i++) b.lanes[i].op = OP_RUN;
             continue;
@@ -206,6 +232,30 @@ inline ds_u4 ds_ld16(const uint16_t *p) {
 inline void ds_st16(uint16_t *p, ds_u4 v) { memcpy(p, &v, 16); }
 inline void ds_st32(uint16_t *p, uint32_t v) { memcpy(p, &v, 4); }
 inline void ds_sync() { simt::park(simt::OP_SYNC); }
+
+inline void ds_cp_async16(uint16_t *smem, const uint16_t *gmem) {
+    simt::Block &b = *simt::g_blk;
+    simt::Lane &l = b.lanes[simt::g_cur];
+    const bool now = b.landing == simt::LAND_AT_ISSUE || (b.landing == simt::LAND_RANDOM && (b.rng() & 1));
+    if (now)
+        memcpy(smem, gmem, 16);
+    else
+        l.pending.push_back({smem, gmem, l.group});
+}
+inline void ds_cp_async_commit() { simt::g_blk->lanes[simt::g_cur].group++; }
+// Land every copy of a committed group older than the N most recent ones (the PTX wait_group rule).
+template <int N>
+inline void ds_cp_async_wait() {
+    simt::Lane &l = simt::g_blk->lanes[simt::g_cur];
+    std::vector<simt::Copy> keep;
+    for (const simt::Copy &c : l.pending) {
+        if (c.group < l.group - N)
+            memcpy(c.dst, c.src, 16);
+        else
+            keep.push_back(c);
+    }
+    l.pending.swap(keep);
+}
 inline float ds_exp2(float x) { return exp2f(x); }
 
 inline float ds_shfl_xor(float v, int m) {
