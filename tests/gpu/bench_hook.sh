@@ -201,6 +201,15 @@ check dit_fwd_mem "$(val "$ours" dit_fwd mem_mb)" "$(val "$peer" torch_dit_fwd m
     "DiT forward peak device memory, MB"
 check gemm_peak "$(val "$ours" gemm_bf16 tflops)" "$(val "$peer" torch_gemm_bf16 tflops)" info 0 \
     "bf16 GEMM 8192³ TFLOP/s (cuBLASLt : torch.matmul)"
+# each optimisation against its absence, same model and run: > 1 means it helps
+check flux_graphs_gain "$(val "$ours" flux_fwd ms_graphs_off)" "$(val "$ours" flux_fwd ms)" info 0 \
+    "FLUX forward: CUDA graphs off : on, ms"
+check flux_tc_attn_gain "$(val "$ours" flux_fwd ms_exact_attn)" "$(val "$ours" flux_fwd ms)" info 0 \
+    "FLUX forward: fp32 attention : tensor-core attention, ms"
+check dit_graphs_gain "$(val "$ours" dit_fwd ms_graphs_off)" "$(val "$ours" dit_fwd ms)" info 0 \
+    "DiT forward: CUDA graphs off : on, ms"
+check dit_tc_attn_gain "$(val "$ours" dit_fwd ms_exact_attn)" "$(val "$ours" dit_fwd ms)" info 0 \
+    "DiT forward: fp32 attention : tensor-core attention, ms"
 check flux_gen_cache "$(val "$ours" flux_gen cached_step_ms)" "$(val "$ours" flux_gen formula_ms)" le 1.10 \
     "cached step : cost formula, ms (28-step FLUX-shaped generation)"
 check flux_gen_ideal "$(val "$ours" flux_gen denoise_ms)" "$(val "$ours" flux_gen ideal_ms)" info 0 \
