@@ -86,6 +86,13 @@ ds_status ds_op_attention(ds_tensor *out, const ds_tensor *q, const ds_tensor *k
  * x, out: [B, N, H, d] (d even); cos, sin: [N, d] (repeat-interleaved, as ds_op_rope_freqs makes). */
 ds_status ds_op_rope(ds_tensor *out, const ds_tensor *x, const ds_tensor *cos, const ds_tensor *sin, ds_err *err);
 
+/* Per-head RMSNorm followed by RoPE (FLUX's q/k path): out = rope(rmsnorm(x; eps) * weight, cos, sin).
+ * x, out [B, S, H, d] (d even; out == x allowed); weight [d] or NULL; cos, sin [S, d] f32 as ds_op_rope.
+ * The CPU runs ds_op_rmsnorm then ds_op_rope (bit-identical to calling them); the CUDA twin does both in one
+ * pass with fp32 between them (one rounding instead of two). Errors: those of the two ops. */
+ds_status ds_op_rmsnorm_rope(ds_tensor *out, const ds_tensor *x, const ds_tensor *weight, float eps,
+                             const ds_tensor *cos, const ds_tensor *sin, ds_err *err);
+
 /* FluxPosEmbed: ids [N, n_axes] (f32 positions), axes_dim[n_axes] (even widths summing to d), theta
  * (10000) -> cos, sin [N, d]: for axis a and pair k, w = theta^(-2k/d_a) (fp64), φ = id·w, and both
  * elements 2k, 2k+1 of the axis' slice hold cos φ (resp. sin φ). */

@@ -677,11 +677,15 @@ static ds_status fx_lin_rows(const ds_tensor *out, int64_t out_off, const ds_ten
     return ds_op_linear(&o, &in, &lin->w, lin->b.data ? &lin->b : NULL, err);
 }
 
-/* RMSNorm (eps 1e-6, weight [d]) in place over `rows` rows of d from element off of x (per-head q/k norm). */
-static ds_status fx_rms_rows(const ds_tensor *x, int64_t off, int64_t rows, int64_t d, const ds_tensor *w,
-                             ds_err *err) {
-    ds_tensor t = fx_v2(x, off, rows, d);
-    return ds_op_rmsnorm(&t, &t, w, 1e-6f, err);
+/* FLUX's q/k path, in place: per-head RMSNorm (eps 1e-6, weight [d]) then RoPE, over nb x S tokens of H heads
+ * starting at element off of x ([nb, S, H, d]); the tokens take RoPE table rows tok0 .. tok0 + S - 1. One op
+ * (ds_op_rmsnorm_rope: fused on CUDA). */
+static ds_status fx_qk_norm_rope(const ds_tensor *x, int64_t off, int64_t nb, int64_t S, int64_t H, int64_t d,
+                                 const ds_tensor *w, const ds_flux_rope *rope, int64_t tok0, ds_err *err) {
+    ds_tensor t = ds_tensor_like(x, ds_tensor_elem_ptr(x, off), 4, (const int64_t[]){nb, S, H, d});
+    ds_tensor c = ds_tensor_like(&rope->cos, ds_tensor_elem_ptr(&rope->cos, tok0 * d), 2, (const int64_t[]){S, d});
+    ds_tensor sn = ds_tensor_like(&rope->sin, ds_tensor_elem_ptr(&rope->sin, tok0 * d), 2, (const int64_t[]){S, d});
+    return ds_op_rmsnorm_rope(&t, &t, w, 1e-6f, &c, &sn, err);
 }
 
 /* out[B, n, D] = LN(x; eps 1e-6, no affine) * (1 + mod[chunk sc]) + mod[chunk sh]   (mod [B, k*D]). */
@@ -819,13 +823,12 @@ static ds_status fx_double_run(ds_flux *m, int i, int64_t B, int64_t T, int64_t 
         FX_CHECK(fx_lin_rows(&s.q, ji, &s.nx, tx, N, &w->to_q, err));
         FX_CHECK(fx_lin_rows(&s.k, ji, &s.nx, tx, N, &w->to_k, err));
         FX_CHECK(fx_lin_rows(&s.v, ji, &s.nx, tx, N, &w->to_v, err));
-        FX_CHECK(fx_rms_rows(&s.q, jt, T * H, d, &w->norm_added_q, err));
-        FX_CHECK(fx_rms_rows(&s.k, jt, T * H, d, &w->norm_added_k, err));
-        FX_CHECK(fx_rms_rows(&s.q, ji, N * H, d, &w->norm_q, err));
-        FX_CHECK(fx_rms_rows(&s.k, ji, N * H, d, &w->norm_k, err));
+        /* text tokens take RoPE rows 0 .. T-1, image tokens T .. T+N-1 (the tables are over cat(txt, img)) */
+        FX_CHECK(fx_qk_norm_rope(&s.q, jt, 1, T, H, d, &w->norm_added_q, rope, 0, err));
+        FX_CHECK(fx_qk_norm_rope(&s.k, jt, 1, T, H, d, &w->norm_added_k, rope, 0, err));
+        FX_CHECK(fx_qk_norm_rope(&s.q, ji, 1, N, H, d, &w->norm_q, rope, T, err));
+        FX_CHECK(fx_qk_norm_rope(&s.k, ji, 1, N, H, d, &w->norm_k, rope, T, err));
     }
-    FX_CHECK(ds_op_rope(&s.q, &s.q, &rope->cos, &rope->sin, err));
-    FX_CHECK(ds_op_rope(&s.k, &s.k, &rope->cos, &rope->sin, err));
     FX_CHECK(ds_op_attention(&s.o, &s.q, &s.k, &s.v, NULL, 0.0f, s.attn, s.attn_bytes, err));
     for (int64_t b = 0; b < B; b++) {
         FX_CHECK(fx_lin_rows(&s.ca, b * T * D, &s.o, b * L * D, T, &w->to_add_out, err));
@@ -865,10 +868,8 @@ static ds_status fx_single_run(ds_flux *m, int j, int64_t B, int64_t L, ds_tenso
     FX_CHECK(fx_lin_rows(&s.q, 0, &s.ns, 0, B * L, &w->to_q, err)); // [B, L, H, d]
     FX_CHECK(fx_lin_rows(&s.k, 0, &s.ns, 0, B * L, &w->to_k, err));
     FX_CHECK(fx_lin_rows(&s.v, 0, &s.ns, 0, B * L, &w->to_v, err));
-    FX_CHECK(fx_rms_rows(&s.q, 0, B * L * H, d, &w->norm_q, err));
-    FX_CHECK(fx_rms_rows(&s.k, 0, B * L * H, d, &w->norm_k, err));
-    FX_CHECK(ds_op_rope(&s.q, &s.q, &rope->cos, &rope->sin, err));
-    FX_CHECK(ds_op_rope(&s.k, &s.k, &rope->cos, &rope->sin, err));
+    FX_CHECK(fx_qk_norm_rope(&s.q, 0, B, L, H, d, &w->norm_q, rope, 0, err));
+    FX_CHECK(fx_qk_norm_rope(&s.k, 0, B, L, H, d, &w->norm_k, rope, 0, err));
     FX_CHECK(ds_op_attention(&s.o, &s.q, &s.k, &s.v, NULL, 0.0f, s.attn, s.attn_bytes, err));
     /* proj_out(cat(attn, mlp)) = attn·Waᵀ + b + mlp·Wmᵀ */
     FX_CHECK(fx_lin_rows(&s.pa, 0, &s.o, 0, B * L, &w->proj_out_attn, err));

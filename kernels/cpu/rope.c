@@ -1,7 +1,8 @@
 /* rope.c - FLUX rotary position embedding on the CPU: the cos/sin tables of diffusers'
  * FluxPosEmbed (get_1d_rotary_pos_embed with use_real=True, repeat_interleave_real=True, fp64
  * frequencies) and their application to q/k with interleaved pairs (apply_rotary_emb with
- * use_real_unbind_dim=-1), on our [B, N, H, d] layout (diffusers' sequence_dim=1). */
+ * use_real_unbind_dim=-1), on our [B, N, H, d] layout (diffusers' sequence_dim=1); and ds_op_rmsnorm_rope, the
+ * per-head RMSNorm then RoPE pair of FLUX's q/k (its CUDA twin fuses the two). */
 #include <math.h>
 
 #include "image_util.h"
@@ -105,4 +106,13 @@ ds_status ds_op_rope_freqs(ds_tensor *cos_t, ds_tensor *sin_t, const ds_tensor *
         }
     }
     return DS_OK;
+}
+
+ds_status ds_op_rmsnorm_rope(ds_tensor *out, const ds_tensor *x, const ds_tensor *weight, float eps,
+                             const ds_tensor *cos_t, const ds_tensor *sin_t, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_rmsnorm_rope(out, x, weight, eps, cos_t, sin_t, err));
+    if (!x || x->ndim != 4)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "ds_op_rmsnorm_rope: x must be a 4-D [B, S, H, d] tensor");
+    DS_TRY(ds_op_rmsnorm(out, x, weight, eps, err));
+    return ds_op_rope(out, out, cos_t, sin_t, err);
 }

@@ -113,6 +113,11 @@ ds_status ds_cuda_op_gate_add(ds_tensor *out, const ds_tensor *residual, const d
  * ds_op_modulate; ops.h ds_op_layernorm_modulate.) */
 ds_status ds_cuda_op_layernorm_modulate(ds_tensor *out, const ds_tensor *x, const ds_tensor *scale,
                                         const ds_tensor *shift, float eps, ds_err *err);
+/* Fused RMSNorm (per head) + RoPE: out = rope(rmsnorm(x) * weight) in one pass, fp32 between (one rounding).
+ * x, out [B, S, H, d]; weight [d] or NULL; cos, sin f32 [S, d]. 16-byte path only; otherwise the two ops.
+ * (CPU: ds_op_rmsnorm then ds_op_rope; ops.h ds_op_rmsnorm_rope.) */
+ds_status ds_cuda_op_rmsnorm_rope(ds_tensor *out, const ds_tensor *x, const ds_tensor *weight, float eps,
+                                  const ds_tensor *cos, const ds_tensor *sin, ds_err *err);
 
 /* ops_elementwise.cu */
 ds_status ds_cuda_op_gelu(ds_tensor *out, const ds_tensor *x, ds_gelu_kind kind, ds_err *err);

@@ -1,8 +1,9 @@
 // ops_norm.cu - CUDA twins of the normalization and adaLN ops of ops.h: LayerNorm, RMSNorm, the fused
-// LayerNorm + modulate, modulate and the gated residual (ds_cuda_op_layernorm, ds_cuda_op_rmsnorm,
-// ds_cuda_op_layernorm_modulate, ds_cuda_op_modulate, ds_cuda_op_gate_add). Contracts: ds_cuda_ops.h / ops.h.
+// LayerNorm + modulate, the fused RMSNorm + RoPE (FLUX's q/k), modulate and the gated residual
+// (ds_cuda_op_layernorm, ds_cuda_op_rmsnorm, ds_cuda_op_layernorm_modulate, ds_cuda_op_rmsnorm_rope,
+// ds_cuda_op_modulate, ds_cuda_op_gate_add). Contracts: ds_cuda_ops.h / ops.h.
 //
-// Row ops (one kernel, three modes): a group of threads owns one row (a sub-warp group for short rows, a
+// Row ops (one kernel, four modes): a group of threads owns one row (a sub-warp group for short rows, a
 // block for long ones, see ds_cuda_row_layout), keeps up to 24 of its elements per thread in registers (8 on
 // the element-by-element path), and reduces with warp shuffles: the mean, then the biased variance around
 // that mean (two passes over the registers, fp32), then one write pass. The part of a row beyond 1024
@@ -16,24 +17,52 @@
 
 namespace {
 
-enum { NORM_LN = 0, NORM_RMS = 1, NORM_LN_MOD = 2 };
+enum { NORM_LN = 0, NORM_RMS = 1, NORM_LN_MOD = 2, NORM_RMS_ROPE = 3 };
 
 constexpr unsigned EW_THREADS = 256;  // block size of the elementwise (modulate, gate_add) grid-stride kernels
 
 // Row vectors per thread held in registers: 24 floats for 16-byte vectors, 8 elements element by element
 // (the scalar path spends more registers on indexing; both stay spill-free under the 64-register cap of
 // __launch_bounds__(1024)).
-template <int VEC> __host__ __device__ constexpr int norm_chunks() { return VEC == 1 ? 8 : 24 / VEC; }
+// RMS_ROPE keeps 16 floats (its rows are single heads, d <= 256, and the rotation needs registers of its own:
+// 24 would spill in the f32 instance).
+template <int VEC, int MODE = 0> __host__ __device__ constexpr int norm_chunks() {
+    return VEC == 1 ? 8 : (MODE == 3 ? 16 : 24) / VEC;
+}
 
 // One output vector of a normalized row: y = (x - mean) * rstd, then the affine part of MODE:
-// LN: * a + c (either may be NULL); RMS: * a (may be NULL; mean is 0); LN_MOD: * (1 + a) + c.
+// LN: * a + c (either may be NULL); RMS: * a (may be NULL; mean is 0); LN_MOD: * (1 + a) + c;
+// RMS_ROPE: * a (may be NULL), then the RoPE rotation of the pairs (2m, 2m+1) with this token's cos/sin rows
+// (f32 [d], 16-byte aligned; VEC even and a multiple of 4), in the CPU's order (ds_op_rope):
+//   out[2m] = y[2m] cos[2m] - y[2m+1] sin[2m],  out[2m+1] = y[2m+1] cos[2m+1] + y[2m] sin[2m+1].
 // a, c: this row's affine vectors [D]; e: element offset of the vector inside the row.
 template <typename T, int VEC, int MODE>
 __device__ __forceinline__ void norm_store(T *yr, const T *ar, const T *cr, int64_t e, const float *xv, float mean,
-                                           float rstd) {
+                                           float rstd, const float *rc = nullptr, const float *rsn = nullptr) {
     float y[VEC], a[VEC], c[VEC];
 #pragma unroll
     for (int k = 0; k < VEC; k++) y[k] = (xv[k] - mean) * rstd;
+    if constexpr (MODE == NORM_RMS_ROPE) {
+        static_assert(VEC % 4 == 0, "RMS_ROPE needs whole pairs and 16-byte table loads");
+        if (ar) {
+            ds_ld_vec<VEC>(ar, e, a);
+#pragma unroll
+            for (int k = 0; k < VEC; k++) y[k] *= a[k];
+        }
+        float co[VEC], si[VEC], o[VEC];
+#pragma unroll
+        for (int q = 0; q < VEC; q += 4) {
+            ds_ld_vec<4>(rc, e + q, co + q);
+            ds_ld_vec<4>(rsn, e + q, si + q);
+        }
+#pragma unroll
+        for (int k = 0; k < VEC; k += 2) {
+            o[k] = y[k] * co[k] - y[k + 1] * si[k];
+            o[k + 1] = y[k + 1] * co[k + 1] + y[k] * si[k + 1];
+        }
+        ds_st_vec<VEC>(yr, e, o);
+        return;
+    }
     if (MODE == NORM_LN_MOD) {
         ds_ld_vec<VEC>(ar, e, a);
         ds_ld_vec<VEC>(cr, e, c);
@@ -57,11 +86,14 @@ __device__ __forceinline__ void norm_store(T *yr, const T *ar, const T *cr, int6
 // x, out: [rows, d], d % VEC == 0, row r as nv = d / VEC vectors; thread g of the row's group of `tpr` owns
 // vectors g, g + tpr, ... (the first CH in registers). Affine vectors of row r: pa + (r / n_per_b) * a_rs
 // and pc + (r / n_per_b) * c_rs ([B, D] rows for LN_MOD; a_rs = c_rs = 0 for the [D] weight and bias).
+// RMS_ROPE: rows are the heads of x [B, S, H, d] (row = (b S + n) H + h); token n's cos/sin rows are
+// rope_cos + n d, rope_sin + n d (f32 [S, d]).
 template <typename T, int VEC, int MODE>
 __global__ void __launch_bounds__(1024)
     norm_rows_kernel(T *out, const T *x, const T *pa, const T *pc, int64_t a_rs, int64_t c_rs, int64_t n_per_b,
-                     int64_t rows, int64_t d, int tpr, float eps) {
-    constexpr int CH = norm_chunks<VEC>();
+                     int64_t rows, int64_t d, int tpr, float eps, const float *rope_cos, const float *rope_sin,
+                     int64_t rope_h, int64_t rope_s) {
+    constexpr int CH = norm_chunks<VEC, MODE>();
     __shared__ float red[32];
     const int g = (int)threadIdx.x % tpr;
     const int rpb = (int)blockDim.x / tpr;
@@ -85,18 +117,18 @@ __global__ void __launch_bounds__(1024)
                 for (int k = 0; k < VEC; k++) v[c][k] = 0.0f;
             }
 #pragma unroll
-            for (int k = 0; k < VEC; k++) s += MODE == NORM_RMS ? v[c][k] * v[c][k] : v[c][k];
+            for (int k = 0; k < VEC; k++) s += MODE == NORM_RMS || MODE == NORM_RMS_ROPE ? v[c][k] * v[c][k] : v[c][k];
         }
         for (int64_t vi = g + (int64_t)CH * tpr; live && vi < nv; vi += tpr) {
             float t[VEC];
             ds_ld_vec<VEC>(xr, vi * VEC, t);
 #pragma unroll
-            for (int k = 0; k < VEC; k++) s += MODE == NORM_RMS ? t[k] * t[k] : t[k];
+            for (int k = 0; k < VEC; k++) s += MODE == NORM_RMS || MODE == NORM_RMS_ROPE ? t[k] * t[k] : t[k];
         }
         s = tpr <= 32 ? ds_warp_sum(s, tpr) : ds_block_sum(s, red);
 
         float mean = 0.0f, rstd;
-        if (MODE == NORM_RMS) {
+        if (MODE == NORM_RMS || MODE == NORM_RMS_ROPE) {
             rstd = 1.0f / sqrtf(s / fd + eps);
         } else {
             mean = s / fd;
@@ -130,15 +162,18 @@ __global__ void __launch_bounds__(1024)
             const int64_t bi = row / n_per_b;
             const T *ar = pa ? pa + bi * a_rs : nullptr;
             const T *cr = pc ? pc + bi * c_rs : nullptr;
+            const int64_t tok = MODE == NORM_RMS_ROPE ? (row / rope_h) % rope_s : 0;
+            const float *rc = MODE == NORM_RMS_ROPE ? rope_cos + tok * d : nullptr;
+            const float *rsn = MODE == NORM_RMS_ROPE ? rope_sin + tok * d : nullptr;
 #pragma unroll
             for (int c = 0; c < CH; c++) {
                 const int64_t vi = g + (int64_t)c * tpr;
-                if (vi < nv) norm_store<T, VEC, MODE>(yr, ar, cr, vi * VEC, v[c], mean, rstd);
+                if (vi < nv) norm_store<T, VEC, MODE>(yr, ar, cr, vi * VEC, v[c], mean, rstd, rc, rsn);
             }
             for (int64_t vi = g + (int64_t)CH * tpr; vi < nv; vi += tpr) {
                 float t[VEC];
                 ds_ld_vec<VEC>(xr, vi * VEC, t);
-                norm_store<T, VEC, MODE>(yr, ar, cr, vi * VEC, t, mean, rstd);
+                norm_store<T, VEC, MODE>(yr, ar, cr, vi * VEC, t, mean, rstd, rc, rsn);
             }
         }
     }
@@ -229,23 +264,31 @@ struct norm_job {
     const void *x, *pa, *pc;
     int64_t a_rs, c_rs, n_per_b, rows, d;
     float eps;
+    const float *rope_cos = nullptr, *rope_sin = nullptr;  // RMS_ROPE only: [S, d] f32
+    int64_t rope_h = 1, rope_s = 1;                        // RMS_ROPE only: heads H, tokens S of x [B, S, H, d]
 };
 
 template <typename T, int VEC, int MODE>
 void norm_launch_vec(const norm_job &j, cudaStream_t stream) {
-    const ds_row_layout l = ds_cuda_row_layout(j.rows, j.d / VEC, norm_chunks<VEC>());
+    const ds_row_layout l = ds_cuda_row_layout(j.rows, j.d / VEC, norm_chunks<VEC, MODE>());
     norm_rows_kernel<T, VEC, MODE><<<l.blocks, l.threads, 0, stream>>>(
         (T *)j.out, (const T *)j.x, (const T *)j.pa, (const T *)j.pc, j.a_rs, j.c_rs, j.n_per_b, j.rows, j.d, l.tpr,
-        j.eps);
+        j.eps, j.rope_cos, j.rope_sin, j.rope_h, j.rope_s);
 }
 
+// The 16-byte path when the row length, every pointer and the row strides allow it (RMS_ROPE: always; its
+// caller checks, and falls back to the two unfused ops otherwise).
 template <typename T, int MODE>
 void norm_launch(const norm_job &j, cudaStream_t stream) {
     constexpr int V = 16 / sizeof(T);
-    const bool vec = j.d % V == 0 && ds_cuda_aligned(j.out, 16) && ds_cuda_aligned(j.x, 16) &&
-                     ds_cuda_aligned(j.pa, 16) && ds_cuda_aligned(j.pc, 16) && j.a_rs % V == 0 && j.c_rs % V == 0;
-    if (vec) norm_launch_vec<T, V, MODE>(j, stream);
-    else norm_launch_vec<T, 1, MODE>(j, stream);
+    if constexpr (MODE == NORM_RMS_ROPE) {
+        norm_launch_vec<T, V, MODE>(j, stream);
+    } else {
+        const bool vec = j.d % V == 0 && ds_cuda_aligned(j.out, 16) && ds_cuda_aligned(j.x, 16) &&
+                         ds_cuda_aligned(j.pa, 16) && ds_cuda_aligned(j.pc, 16) && j.a_rs % V == 0 && j.c_rs % V == 0;
+        if (vec) norm_launch_vec<T, V, MODE>(j, stream);
+        else norm_launch_vec<T, 1, MODE>(j, stream);
+    }
 }
 
 template <int MODE>
@@ -279,6 +322,40 @@ extern "C" ds_status ds_cuda_op_rmsnorm(ds_tensor *out, const ds_tensor *x, cons
     const norm_job j = {out->data, x->data, weight ? weight->data : nullptr, nullptr, 0, 0, 1, ds_tensor_rows(x), d,
                         eps};
     return norm_run<NORM_RMS>(op, x->dtype, j, err);
+}
+
+extern "C" ds_status ds_cuda_op_rmsnorm_rope(ds_tensor *out, const ds_tensor *x, const ds_tensor *weight, float eps,
+                                             const ds_tensor *cos_t, const ds_tensor *sin_t, ds_err *err) {
+    static const char *op = "ds_cuda_op_rmsnorm_rope";
+    DS_TRY(norm_check(op, out, x, 4, eps, err));
+    DS_TRY(check_affine(weight, x, op, "weight", err));
+    DS_TRY(ds_cuda_check(cos_t, 2, DS_F32, op, "cos", err));
+    DS_TRY(ds_cuda_check(sin_t, 2, DS_F32, op, "sin", err));
+    const int64_t S = x->shape[1], H = x->shape[2], d = x->shape[3];  // x [B, S, H, d]
+    if (d % 2 != 0)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: head dim d = %lld is odd (RoPE rotates pairs)", op, (long long)d);
+    if (cos_t->shape[0] != S || cos_t->shape[1] != d || sin_t->shape[0] != S || sin_t->shape[1] != d) {
+        char cb[96], sb[96];
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: cos %s and sin %s must both be [%lld, %lld] (x is [B, S, H, d])",
+                       op, ds_tensor_shape_str(cos_t, cb, sizeof cb), ds_tensor_shape_str(sin_t, sb, sizeof sb),
+                       (long long)S, (long long)d);
+    }
+    if (out->data != x->data && ds_cuda_overlap(out, x))
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out partially overlaps x", op);
+    const int V = x->dtype == DS_F32 ? 4 : 8;  // 16 bytes of x
+    const bool fused = d % V == 0 && ds_cuda_aligned(out->data, 16) && ds_cuda_aligned(x->data, 16) &&
+                       ds_cuda_aligned(weight ? weight->data : nullptr, 16) && ds_cuda_aligned(cos_t->data, 16) &&
+                       ds_cuda_aligned(sin_t->data, 16);
+    if (!fused) {  // the two ops (same result up to the intermediate rounding to x's type)
+        DS_TRY(ds_cuda_op_rmsnorm(out, x, weight, eps, err));
+        return ds_cuda_op_rope(out, out, cos_t, sin_t, err);
+    }
+    norm_job j = {out->data, x->data, weight ? weight->data : nullptr, nullptr, 0, 0, 1, ds_tensor_rows(x), d, eps};
+    j.rope_cos = (const float *)cos_t->data;
+    j.rope_sin = (const float *)sin_t->data;
+    j.rope_h = H > 0 ? H : 1;
+    j.rope_s = S > 0 ? S : 1;
+    return norm_run<NORM_RMS_ROPE>(op, x->dtype, j, err);
 }
 
 extern "C" ds_status ds_cuda_op_layernorm_modulate(ds_tensor *out, const ds_tensor *x, const ds_tensor *scale,

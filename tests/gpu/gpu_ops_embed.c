@@ -1,4 +1,6 @@
-/* gpu_ops_embed.c - GPU twin tests of the embedding ops (ops_embed.cu) against the CPU reference ops: rope
+/* gpu_ops_embed.c - GPU twin tests of the embedding ops (ops_embed.cu; the fused rmsnorm + rope of ops_norm.cu)
+ * against the CPU reference ops: rope, rmsnorm_rope (class NORMROPE; its unfused fallback bit-equal to the
+ * two device ops)
  * (FLUX interleaved pairs; the cos/sin tables come from ds_op_rope_freqs on the host and are uploaded as f32,
  * as models do) and timestep_embedding (diffusers get_timestep_embedding; t is always f32). x and the
  * embedding output run in f32, bf16 and f16; x is rounded to the dtype on the host first (method:
@@ -43,44 +45,77 @@ static bool rope_tables(float *cs, float *sn, int64_t N, const int *axes, int n_
     return ok;
 }
 
+/* rope, or (norm) the fused per-head RMSNorm + rope (ds_op_rmsnorm_rope, weight U[0.5, 1.5)): the fused
+ * kernel runs where d % 8 == 0 (class NORMROPE); below that the op is the two device ops, so the result must
+ * equal device rmsnorm then device rope bit for bit. */
 static void rope_case(ds_dtype dt, int64_t B, int64_t N, int64_t H, const int *axes, int n_axes, bool inplace,
-                      uint64_t seed) {
+                      bool norm, uint64_t seed) {
     int64_t d = 0;
     for (int a = 0; a < n_axes; a++) d += axes[a];
     char kase[160];
-    snprintf(kase, sizeof kase, "rope_%s_B%lldN%lldH%lldd%lld%s", ds_dtype_name(dt), (long long)B, (long long)N,
-             (long long)H, (long long)d, inplace ? "_inplace" : "");
-    const int64_t xs[4] = {B, N, H, d}, ts[2] = {N, d}, n = B * N * H * d;
+    snprintf(kase, sizeof kase, "%s_%s_B%lldN%lldH%lldd%lld%s", norm ? "rmsnorm_rope" : "rope", ds_dtype_name(dt),
+             (long long)B, (long long)N, (long long)H, (long long)d, inplace ? "_inplace" : "");
+    const int64_t xs[4] = {B, N, H, d}, ts[2] = {N, d}, ws[1] = {d}, n = B * N * H * d;
     ds_err e = {0};
-    gpu_dev dx = {0}, dc = {0}, ds = {0}, dout = {0};
+    gpu_dev dx = {0}, dc = {0}, ds = {0}, dout = {0}, dw = {0}, dtwo = {0};
     float *x = gpu_falloc(n), *ref = gpu_falloc(n), *cs = gpu_falloc(N * d), *sn = gpu_falloc(N * d);
-    if (!x || !ref || !cs || !sn || !rope_tables(cs, sn, N, axes, n_axes)) goto done;
+    float *w = gpu_falloc(d), *got = gpu_falloc(n), *two = gpu_falloc(n);
+    if (!x || !ref || !cs || !sn || !w || !got || !two || !rope_tables(cs, sn, N, axes, n_axes)) goto done;
     gpu_uniform(x, n, seed, -1.0, 1.0);
     gpu_round(x, n, dt);
+    gpu_uniform(w, d, seed + 1, 0.5, 1.5);
+    gpu_round(w, d, dt);
 
     ds_tensor hx = gpu_host(x, 4, xs), hr = gpu_host(ref, 4, xs), hc = gpu_host(cs, 2, ts), hs = gpu_host(sn, 2, ts);
-    if (!GPU_OK(ds_op_rope(&hr, &hx, &hc, &hs, &e), &e)) goto done;
+    ds_tensor hw = gpu_host(w, 1, ws);
+    if (!GPU_OK(norm ? ds_op_rmsnorm_rope(&hr, &hx, &hw, 1e-6f, &hc, &hs, &e) : ds_op_rope(&hr, &hx, &hc, &hs, &e), &e))
+        goto done;
 
     /* the tables stay f32 in every case (ds_cuda_ops.h) */
     if (!gpu_dev_from(&dx, dt, 4, xs, x) || !gpu_dev_from(&dc, DS_F32, 2, ts, cs) ||
-        !gpu_dev_from(&ds, DS_F32, 2, ts, sn))
+        !gpu_dev_from(&ds, DS_F32, 2, ts, sn) || !gpu_dev_from(&dw, dt, 1, ws, w))
         goto done;
     gpu_dev *out = &dx;
     if (!inplace) {
         if (!gpu_dev_alloc(&dout, dt, 4, xs)) goto done;
         out = &dout;
     }
-    if (!gpu_run_ok(TEST, kase, ds_op_rope(&out->t, &dx.t, &dc.t, &ds.t, &e), &e)) goto done;
-    gpu_check(TEST, kase, out, ref, GPU_TOL(dt, PW));
+    if (!norm) {
+        if (!gpu_run_ok(TEST, kase, ds_op_rope(&out->t, &dx.t, &dc.t, &ds.t, &e), &e)) goto done;
+        gpu_check(TEST, kase, out, ref, GPU_TOL(dt, PW));
+        goto done;
+    }
+    if (d % 8 == 0) {
+        if (!gpu_run_ok(TEST, kase, ds_op_rmsnorm_rope(&out->t, &dx.t, &dw.t, 1e-6f, &dc.t, &ds.t, &e), &e)) goto done;
+        gpu_check(TEST, kase, out, ref, GPU_TOL(dt, NORMROPE));
+        goto done;
+    }
+    /* the unfused fallback: exactly the two device ops */
+    if (!gpu_dev_alloc(&dtwo, dt, 4, xs) || !gpu_dev_upload(&dtwo, x)) goto done;
+    if (!gpu_run_ok(TEST, kase, ds_op_rmsnorm(&dtwo.t, &dtwo.t, &dw.t, 1e-6f, &e), &e) ||
+        !gpu_run_ok(TEST, kase, ds_op_rope(&dtwo.t, &dtwo.t, &dc.t, &ds.t, &e), &e) ||
+        !gpu_run_ok(TEST, kase, ds_op_rmsnorm_rope(&out->t, &dx.t, &dw.t, 1e-6f, &dc.t, &ds.t, &e), &e) ||
+        !gpu_dev_download(out, got, kase) || !gpu_dev_download(&dtwo, two, kase))
+        goto done;
+    {
+        const bool same = memcmp(got, two, (size_t)n * sizeof(float)) == 0;
+        printf("RESULT %s %s_fallback_equals_two_ops %s\n", TEST, kase, same ? "PASS" : "FAIL");
+        GPU_CHECK(same, "%s: the unfused path differs from rmsnorm then rope", kase);
+    }
 done:
     gpu_dev_free(&dx);
     gpu_dev_free(&dc);
     gpu_dev_free(&ds);
     gpu_dev_free(&dout);
+    gpu_dev_free(&dw);
+    gpu_dev_free(&dtwo);
     free(x);
     free(ref);
     free(cs);
     free(sn);
+    free(w);
+    free(got);
+    free(two);
 }
 
 /* ---- timestep_embedding ------------------------------------------------------------------------------ */
@@ -201,13 +236,17 @@ int main(void) {
     for (int di = 0; di < GPU_NDTYPES; di++) {
         const ds_dtype dt = gpu_dtype(di);
         for (size_t i = 0; i < sizeof ropes / sizeof ropes[0]; i++)
-            rope_case(dt, ropes[i].B, ropes[i].N, ropes[i].H, ropes[i].axes, ropes[i].n_axes, false, seed++);
+            for (int norm = 0; norm < 2; norm++)
+                rope_case(dt, ropes[i].B, ropes[i].N, ropes[i].H, ropes[i].axes, ropes[i].n_axes, false, norm != 0,
+                          seed++);
         for (size_t i = 0; i < sizeof tss / sizeof tss[0]; i++)
             tsemb_case(dt, tss[i].B, tss[i].C, tss[i].flip, tss[i].shift, tss[i].scale, tss[i].tk, seed++);
     }
-    rope_case(DS_BF16, 2, 77, 3, ax128, 3, true, seed++);
-    rope_case(DS_F32, 1, 17, 5, ax24, 3, true, seed++);
-    rope_case(DS_F16, 2, 1000, 3, ax64, 3, true, seed++);
+    rope_case(DS_BF16, 2, 77, 3, ax128, 3, true, false, seed++);
+    rope_case(DS_F32, 1, 17, 5, ax24, 3, true, false, seed++);
+    rope_case(DS_F16, 2, 1000, 3, ax64, 3, true, false, seed++);
+    rope_case(DS_BF16, 2, 77, 3, ax128, 3, true, true, seed++);
+    rope_case(DS_F16, 1, 17, 5, ax24, 3, true, true, seed++);
 
     error_cases();
     gpu_ctx_close(ctx);

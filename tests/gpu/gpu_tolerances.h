@@ -113,6 +113,15 @@
  *                                                 bf16 row's 1.6e-2). REL: two roundings of rms ~0.45u
  *                                                 each: 2u. ATOL: bf16 as LINEAR bf16 (fp32 sums near
  *                                                 0); f16 1e-4 (fp32 sum errors ~1e-6, 0.2 f16 u).
+ *   NORMROPE f32         1e-5     2e-4    4e-5    rmsnorm_rope (fused, d % 8 == 0): the NORM f32 rstd
+ *   (rmsnorm_rope)                                error (<= 3.1e-5 relative on y) carried through the
+ *                                                 rotation o = y0 c - y1 s: where it cancels the error
+ *                                                 stays absolute, <= 3.1e-5 (|y0| + |y1|), with |y| <=
+ *                                                 1.73 (|x| / rms for U[-1, 1)) * 1.5 (weight) = 2.6:
+ *                                                 1.6e-4 -> ATOL 2e-4; otherwise relative 3.1e-5 + the
+ *                                                 rotation's fp32 roundings (PW): RTOL 4e-5.
+ *   NORMROPE bf16 / f16  u+1e-5   2e-4    2u      one output rounding (fp32 between norm and rotation)
+ *                                                 + the fp32 part above.
  *   CONV f32 (conv2d)    1e-5     1e-5    1e-5    K = Cin*k*k <= 576 fp32 products summed on both
  *                                                 sides (CPU sgemm, device cuBLASLt without TF32):
  *                                                 |err| ~ eps32*sqrt(K)*|partial sums| (<= 1 here:
@@ -236,6 +245,15 @@
 #define GPU_TOL_LINACT_F16_REL (2 * GPU_U_F16 + 1e-5)
 #define GPU_TOL_LINACT_F16_ATOL 1e-4
 #define GPU_TOL_LINACT_F16_RTOL (4 * GPU_U_F16)
+#define GPU_TOL_NORMROPE_F32_REL 1e-5
+#define GPU_TOL_NORMROPE_F32_ATOL 2e-4
+#define GPU_TOL_NORMROPE_F32_RTOL 4e-5
+#define GPU_TOL_NORMROPE_BF16_REL (GPU_U_BF16 + 1e-5)
+#define GPU_TOL_NORMROPE_BF16_ATOL 2e-4
+#define GPU_TOL_NORMROPE_BF16_RTOL (2 * GPU_U_BF16)
+#define GPU_TOL_NORMROPE_F16_REL (GPU_U_F16 + 1e-5)
+#define GPU_TOL_NORMROPE_F16_ATOL 2e-4
+#define GPU_TOL_NORMROPE_F16_RTOL (2 * GPU_U_F16)
 #define GPU_TOL_ATTN_TC_F32_REL GPU_TOL_ATTN_F32_REL /* f32 never takes the tensor-core tile */
 #define GPU_TOL_ATTN_TC_F32_ATOL GPU_TOL_ATTN_F32_ATOL
 #define GPU_TOL_ATTN_TC_F32_RTOL GPU_TOL_ATTN_F32_RTOL

@@ -711,3 +711,40 @@ Test(ops_image, bad_shapes_resample) {
     ds_tensor upo = ds_tensor_f32(x, 4, 1, 1, 2, 2), upx = ds_tensor_f32(x + 1, 4, 1, 1, 1, 1);
     expect_err(ds_op_upsample_nearest2x(&upo, &upx, &err), DS_ERR_INVALID_ARG, &err, "overlaps", "upsample alias");
 }
+
+/* ds_op_rmsnorm_rope is the pair rmsnorm -> rope (its CUDA twin fuses them): bit-identical to the two calls on
+ * the CPU, with and without a weight, in place and not; 3-D x and an odd d are refused. */
+Test(ops_image, rmsnorm_rope_equals_the_two_ops) {
+    enum { B = 2, S = 5, H = 3, D = 8 };
+    static float x[B * S * H * D], c[S * D], sn[S * D], w[D], a[B * S * H * D], b[B * S * H * D];
+    for (int i = 0; i < B * S * H * D; i++) x[i] = (float)sin(0.37 * i) * 2.0f;
+    for (int i = 0; i < S * D; i++) c[i] = (float)cos(0.11 * i), sn[i] = (float)sin(0.11 * i);
+    for (int i = 0; i < D; i++) w[i] = 0.5f + 0.1f * (float)i;
+    ds_tensor tx = ds_tensor_f32(x, 4, B, S, H, D), ta = ds_tensor_f32(a, 4, B, S, H, D),
+              tb = ds_tensor_f32(b, 4, B, S, H, D), tc = ds_tensor_f32(c, 2, S, D), ts = ds_tensor_f32(sn, 2, S, D),
+              tw = ds_tensor_f32(w, 1, D);
+    ds_err err;
+    ds_err_clear(&err);
+    for (int with_w = 0; with_w < 2; with_w++) {
+        const ds_tensor *wt = with_w ? &tw : NULL;
+        cr_assert_eq(ds_op_rmsnorm_rope(&ta, &tx, wt, 1e-6f, &tc, &ts, &err), DS_OK, "%s", err.msg);
+        cr_assert_eq(ds_op_rmsnorm(&tb, &tx, wt, 1e-6f, &err), DS_OK, "%s", err.msg);
+        cr_assert_eq(ds_op_rope(&tb, &tb, &tc, &ts, &err), DS_OK, "%s", err.msg);
+        cr_assert_eq(memcmp(a, b, sizeof a), 0, "not the two ops' bits (weight %d)", with_w);
+        int rotated = 0; /* the rotation ran: not just the norm */
+        cr_assert_eq(ds_op_rmsnorm(&tb, &tx, wt, 1e-6f, &err), DS_OK, "%s", err.msg);
+        for (int i = 0; i < B * S * H * D; i++) rotated |= a[i] != b[i];
+        cr_assert(rotated, "output equals the plain rmsnorm");
+        memcpy(b, x, sizeof b); /* in place */
+        cr_assert_eq(ds_op_rmsnorm_rope(&tb, &tb, wt, 1e-6f, &tc, &ts, &err), DS_OK, "%s", err.msg);
+        cr_assert_eq(memcmp(a, b, sizeof a), 0, "in place differs (weight %d)", with_w);
+    }
+    ds_tensor x3 = ds_tensor_f32(x, 3, B * S, H, D);
+    expect_err(ds_op_rmsnorm_rope(&x3, &x3, NULL, 1e-6f, &tc, &ts, &err), DS_ERR_INVALID_ARG, &err, "4-D",
+               "rmsnorm_rope 3-D x");
+    ds_tensor xo = ds_tensor_f32(x, 4, 1, S, 2, 7), co = ds_tensor_f32(c, 2, S, 7), so = ds_tensor_f32(sn, 2, S, 7);
+    memcpy(a, x, sizeof a);
+    ds_tensor ao = ds_tensor_f32(a, 4, 1, S, 2, 7);
+    expect_err(ds_op_rmsnorm_rope(&ao, &xo, NULL, 1e-6f, &co, &so, &err), DS_ERR_INVALID_ARG, &err, "odd",
+               "rmsnorm_rope odd d");
+}
