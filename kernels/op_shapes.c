@@ -61,3 +61,18 @@ ds_status ds_shape_patch(const ds_tensor *img, const ds_tensor *tok, int64_t p, 
     const int64_t tshape[3] = {B, (H / p) * (W / p), C * p * p}; /* [B, Hp*Wp, C*p*p] */
     return ds_shape_expect(tok, 3, tshape, op, tok_what, err);
 }
+
+ds_status ds_shape_rope(const ds_tensor *x, const ds_tensor *cos_t, const ds_tensor *sin_t, const char *op,
+                        ds_err *err) {
+    const int64_t n_tok = x->shape[1], d = x->shape[3];
+    if (d % 2 != 0)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: head dim d = %lld is odd (RoPE rotates pairs)", op, (long long)d);
+    if (cos_t->ndim != 2 || sin_t->ndim != 2 || cos_t->shape[0] != n_tok || cos_t->shape[1] != d ||
+        sin_t->shape[0] != n_tok || sin_t->shape[1] != d) {
+        char cb[96], sb[96];
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: cos %s and sin %s must both be [%lld, %lld] (x is [B, N, H, d])",
+                       op, ds_tensor_shape_str(cos_t, cb, sizeof cb), ds_tensor_shape_str(sin_t, sb, sizeof sb),
+                       (long long)n_tok, (long long)d);
+    }
+    return DS_OK;
+}

@@ -31,6 +31,10 @@ ds_status ds_shape_conv2d(const ds_tensor *out, const ds_tensor *x, const ds_ten
 ds_status ds_shape_patch(const ds_tensor *img, const ds_tensor *tok, int64_t p, const char *op, const char *img_what,
                          const char *tok_what, ds_err *err);
 
+/* RoPE on x [B, N, H, d] (4-D already checked): d even, cos and sin both [N, d]; else DS_ERR_INVALID_ARG. */
+ds_status ds_shape_rope(const ds_tensor *x, const ds_tensor *cos_t, const ds_tensor *sin_t, const char *op,
+                        ds_err *err);
+
 #ifdef __cplusplus
 }
 #endif

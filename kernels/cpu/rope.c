@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "image_util.h"
+#include "op_shapes.h"
 #include "ops.h"
 #include "ops_dispatch.h"
 
@@ -19,12 +20,8 @@ ds_status ds_op_rope(ds_tensor *out, const ds_tensor *x, const ds_tensor *cos_t,
     DS_TRY(ds_img_check(cos_t, 2, op, "cos", err));
     DS_TRY(ds_img_check(sin_t, 2, op, "sin", err));
     const int64_t B = x->shape[0], N = x->shape[1], H = x->shape[2], d = x->shape[3];
-    if (d % 2 != 0) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: head dim d = %lld is odd (RoPE rotates pairs)", op,
-                                   (long long)d);
+    DS_TRY(ds_shape_rope(x, cos_t, sin_t, op, err));
     DS_TRY(ds_img_expect_shape(out, 4, x->shape, op, "out", err));
-    const int64_t tab[2] = {N, d};
-    DS_TRY(ds_img_expect_shape(cos_t, 2, tab, op, "cos", err));
-    DS_TRY(ds_img_expect_shape(sin_t, 2, tab, op, "sin", err));
     if (out->data != x->data) {
         /* Partial overlap would read rotated values; only exact aliasing is allowed. */
         const char *o0 = out->data, *x0 = x->data;

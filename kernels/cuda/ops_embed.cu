@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "cuda_util.cuh"
+#include "op_shapes.h"
 
 namespace {
 
@@ -105,14 +106,7 @@ extern "C" ds_status ds_cuda_op_rope(ds_tensor *out, const ds_tensor *x, const d
     DS_TRY(ds_cuda_check(cos_t, 2, DS_F32, op, "cos", err));
     DS_TRY(ds_cuda_check(sin_t, 2, DS_F32, op, "sin", err));
     const int64_t n_tok = x->shape[1], h = x->shape[2], d = x->shape[3];
-    if (d % 2 != 0)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: head dim d = %lld is odd (RoPE rotates pairs)", op, (long long)d);
-    if (cos_t->shape[0] != n_tok || cos_t->shape[1] != d || sin_t->shape[0] != n_tok || sin_t->shape[1] != d) {
-        char cb[96], sb[96];
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: cos %s and sin %s must both be [%lld, %lld] (x is [B, N, H, d])",
-                       op, ds_tensor_shape_str(cos_t, cb, sizeof cb), ds_tensor_shape_str(sin_t, sb, sizeof sb),
-                       (long long)n_tok, (long long)d);
-    }
+    DS_TRY(ds_shape_rope(x, cos_t, sin_t, op, err));
     // Partial overlap would read rotated values; only exact aliasing is allowed.
     if (out->data != x->data && ds_cuda_overlap(out, x))
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out partially overlaps x", op);

@@ -332,14 +332,7 @@ extern "C" ds_status ds_cuda_op_rmsnorm_rope(ds_tensor *out, const ds_tensor *x,
     DS_TRY(ds_cuda_check(cos_t, 2, DS_F32, op, "cos", err));
     DS_TRY(ds_cuda_check(sin_t, 2, DS_F32, op, "sin", err));
     const int64_t S = x->shape[1], H = x->shape[2], d = x->shape[3];  // x [B, S, H, d]
-    if (d % 2 != 0)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: head dim d = %lld is odd (RoPE rotates pairs)", op, (long long)d);
-    if (cos_t->shape[0] != S || cos_t->shape[1] != d || sin_t->shape[0] != S || sin_t->shape[1] != d) {
-        char cb[96], sb[96];
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: cos %s and sin %s must both be [%lld, %lld] (x is [B, S, H, d])",
-                       op, ds_tensor_shape_str(cos_t, cb, sizeof cb), ds_tensor_shape_str(sin_t, sb, sizeof sb),
-                       (long long)S, (long long)d);
-    }
+    DS_TRY(ds_shape_rope(x, cos_t, sin_t, op, err));
     if (out->data != x->data && ds_cuda_overlap(out, x))
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out partially overlaps x", op);
     const int V = x->dtype == DS_F32 ? 4 : 8;  // 16 bytes of x
