@@ -25,6 +25,15 @@ extern "C" {
 /* nn.Linear: out[..., N] = x[..., K] · w[N, K]ᵀ + bias[N]. bias may be NULL. (OpenBLAS sgemm) */
 ds_status ds_op_linear(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias, ds_err *err);
 
+/* Up to DS_LINEAR_MULTI_MAX linears of one input (a block's q, k, v projections): outs[i] = x · ws[i]ᵀ + bs[i]
+ * for i < n. bs NULL (or every bs[i] NULL): no biases; otherwise every linear has one. All ws the same shape;
+ * shapes, aliasing and errors per linear as ds_op_linear. The CPU runs n ds_op_linear calls (bit-identical to
+ * them); the CUDA twin runs one strided-batched product when weights, biases and outputs are each evenly spaced
+ * in memory (consecutive arena tensors of one size, as the loaders lay out q, k, v), else n products. */
+#define DS_LINEAR_MULTI_MAX 4
+ds_status ds_op_linear_multi(ds_tensor *const *outs, const ds_tensor *x, const ds_tensor *const *ws,
+                             const ds_tensor *const *bs, int n, ds_err *err);
+
 /* GELU kinds: exact (erf) and PyTorch's approximate="tanh". */
 typedef enum ds_gelu_kind { DS_GELU_EXACT = 0, DS_GELU_TANH } ds_gelu_kind;
 

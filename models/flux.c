@@ -677,6 +677,20 @@ static ds_status fx_lin_rows(const ds_tensor *out, int64_t out_off, const ds_ten
     return ds_op_linear(&o, &in, &lin->w, lin->b.data ? &lin->b : NULL, err);
 }
 
+/* The q, k, v projections of `rows` rows of x (from element x_off) into q, k, v (from element out_off of each):
+ * one ds_op_linear_multi (a single batched product on CUDA when the weights lie evenly in the arena). */
+static ds_status fx_qkv_rows(const ds_tensor *q, const ds_tensor *k, const ds_tensor *v, int64_t out_off,
+                             const ds_tensor *x, int64_t x_off, int64_t rows, const fx_linear *lq, const fx_linear *lk,
+                             const fx_linear *lv, ds_err *err) {
+    const int64_t N = lq->w.shape[0];
+    ds_tensor oq = fx_v2(q, out_off, rows, N), ok = fx_v2(k, out_off, rows, N), ov = fx_v2(v, out_off, rows, N);
+    ds_tensor in = fx_v2(x, x_off, rows, lq->w.shape[1]);
+    ds_tensor *outs[3] = {&oq, &ok, &ov};
+    const ds_tensor *ws[3] = {&lq->w, &lk->w, &lv->w};
+    const ds_tensor *bs[3] = {lq->b.data ? &lq->b : NULL, lk->b.data ? &lk->b : NULL, lv->b.data ? &lv->b : NULL};
+    return ds_op_linear_multi(outs, &in, ws, bs[0] ? bs : NULL, 3, err);
+}
+
 /* FLUX's q/k path, in place: per-head RMSNorm (eps 1e-6, weight [d]) then RoPE, over nb x S tokens of H heads
  * starting at element off of x ([nb, S, H, d]); the tokens take RoPE table rows tok0 .. tok0 + S - 1. One op
  * (ds_op_rmsnorm_rope: fused on CUDA). */
@@ -817,12 +831,8 @@ static ds_status fx_double_run(ds_flux *m, int i, int64_t B, int64_t T, int64_t 
     /* joint q/k/v [B, T+N, H, d]: text rows from the add_* projections, then image rows */
     for (int64_t b = 0; b < B; b++) {
         const int64_t tc = b * T * D, tx = b * N * D, jt = b * L * D, ji = jt + T * D;
-        FX_CHECK(fx_lin_rows(&s.q, jt, &s.nc, tc, T, &w->add_q, err));
-        FX_CHECK(fx_lin_rows(&s.k, jt, &s.nc, tc, T, &w->add_k, err));
-        FX_CHECK(fx_lin_rows(&s.v, jt, &s.nc, tc, T, &w->add_v, err));
-        FX_CHECK(fx_lin_rows(&s.q, ji, &s.nx, tx, N, &w->to_q, err));
-        FX_CHECK(fx_lin_rows(&s.k, ji, &s.nx, tx, N, &w->to_k, err));
-        FX_CHECK(fx_lin_rows(&s.v, ji, &s.nx, tx, N, &w->to_v, err));
+        FX_CHECK(fx_qkv_rows(&s.q, &s.k, &s.v, jt, &s.nc, tc, T, &w->add_q, &w->add_k, &w->add_v, err));
+        FX_CHECK(fx_qkv_rows(&s.q, &s.k, &s.v, ji, &s.nx, tx, N, &w->to_q, &w->to_k, &w->to_v, err));
         /* text tokens take RoPE rows 0 .. T-1, image tokens T .. T+N-1 (the tables are over cat(txt, img)) */
         FX_CHECK(fx_qk_norm_rope(&s.q, jt, 1, T, H, d, &w->norm_added_q, rope, 0, err));
         FX_CHECK(fx_qk_norm_rope(&s.k, jt, 1, T, H, d, &w->norm_added_k, rope, 0, err));
@@ -865,9 +875,7 @@ static ds_status fx_single_run(ds_flux *m, int j, int64_t B, int64_t L, ds_tenso
     FX_CHECK(fx_adaln(&s.mod, &s.st, temb, B, D, &w->norm, err));      // [B, 3D]
     FX_CHECK(fx_norm_mod(&s.ns, cat, B, L, D, &s.mod, 3, 0, 1, err));   // [B, L, D]
     FX_CHECK(fx_lin_gelu_rows(&s.mlp, &s.ns, B * L, &w->proj_mlp, err)); // [B, L, 4D]
-    FX_CHECK(fx_lin_rows(&s.q, 0, &s.ns, 0, B * L, &w->to_q, err)); // [B, L, H, d]
-    FX_CHECK(fx_lin_rows(&s.k, 0, &s.ns, 0, B * L, &w->to_k, err));
-    FX_CHECK(fx_lin_rows(&s.v, 0, &s.ns, 0, B * L, &w->to_v, err));
+    FX_CHECK(fx_qkv_rows(&s.q, &s.k, &s.v, 0, &s.ns, 0, B * L, &w->to_q, &w->to_k, &w->to_v, err)); // [B, L, H, d]
     FX_CHECK(fx_qk_norm_rope(&s.q, 0, B, L, H, d, &w->norm_q, rope, 0, err));
     FX_CHECK(fx_qk_norm_rope(&s.k, 0, B, L, H, d, &w->norm_k, rope, 0, err));
     FX_CHECK(ds_op_attention(&s.o, &s.q, &s.k, &s.v, NULL, 0.0f, s.attn, s.attn_bytes, err));

@@ -1,5 +1,6 @@
-/* linear.c - CPU nn.Linear (ds_op_linear): one OpenBLAS sgemm over all rows, then the bias; and the
- * linear + GELU pair (ds_op_linear_gelu) whose CUDA twin fuses the activation into the GEMM epilogue.
+/* linear.c - CPU nn.Linear (ds_op_linear): one OpenBLAS sgemm over all rows, then the bias; the linear +
+ * GELU pair (ds_op_linear_gelu) whose CUDA twin fuses the activation into the GEMM epilogue; and several
+ * linears of one input (ds_op_linear_multi) whose CUDA twin batches them into one product.
  *
  * x [..., K] is viewed as a row-major [M, K] matrix, the weight stays as stored ([N, K], PyTorch
  * nn.Linear order) and is read transposed by sgemm, so no packing or copying happens here. */
@@ -68,4 +69,23 @@ ds_status ds_op_linear_gelu(ds_tensor *out, const ds_tensor *x, const ds_tensor 
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "linear_gelu: unknown kind %d", (int)kind);
     DS_TRY(ds_op_linear(out, x, w, bias, err));
     return ds_op_gelu(out, out, kind, err);
+}
+
+ds_status ds_op_linear_multi(ds_tensor *const *outs, const ds_tensor *x, const ds_tensor *const *ws,
+                             const ds_tensor *const *bs, int n, ds_err *err) {
+    DS_OP_DISPATCH(x, ds_cuda_op_linear_multi(outs, x, ws, bs, n, err));
+    if (n < 1 || n > DS_LINEAR_MULTI_MAX || !outs || !ws)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "linear_multi: n = %d outside 1..%d, or NULL arrays", n,
+                       DS_LINEAR_MULTI_MAX);
+    const bool with_bias = bs && bs[0];
+    for (int i = 0; i < n; i++) {
+        const ds_tensor *b = bs ? bs[i] : NULL;
+        if ((b != NULL) != with_bias)
+            return DS_FAIL(err, DS_ERR_INVALID_ARG, "linear_multi: either every linear has a bias or none");
+        if (!ws[i] || ws[i]->ndim != 2 || !ws[0] || ws[0]->ndim != 2 || ws[i]->shape[0] != ws[0]->shape[0] ||
+            ws[i]->shape[1] != ws[0]->shape[1])
+            return DS_FAIL(err, DS_ERR_INVALID_ARG, "linear_multi: weight %d is not the shape of weight 0", i);
+    }
+    for (int i = 0; i < n; i++) DS_TRY(ds_op_linear(outs[i], x, ws[i], with_bias ? bs[i] : NULL, err));
+    return DS_OK;
 }

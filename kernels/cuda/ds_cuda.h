@@ -115,6 +115,15 @@ ds_status ds_cuda_linear_act(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const 
                              const void *d_bias, int64_t M, int64_t K, int64_t N, ds_cuda_act act, void *stream,
                              ds_err *err);
 
+/* `count` nn.Linear products of one input as one strided-batched cuBLASLt call: for i < count,
+ * out + i*stride_out [M,N] = x[M,K] . (w + i*stride_w)[N,K]^T + (bias + i*stride_bias)[N] (strides in elements;
+ * bias NULL: none for any i). Types, arithmetic and alignment rules as ds_cuda_linear (each bias 16-byte aligned).
+ * Errors as ds_cuda_linear; M, N, K must be positive and the strides at least one matrix (no overlap);
+ * DS_ERR_UNSUPPORTED when cuBLASLt has no algorithm for the batch (callers may then run count products). */
+ds_status ds_cuda_linear_batched(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const void *d_x, const void *d_w,
+                                 const void *d_bias, int64_t M, int64_t K, int64_t N, int count, int64_t stride_w,
+                                 int64_t stride_out, int64_t stride_bias, void *stream, ds_err *err);
+
 /* General row-major product (conv2d's W . im2col): C[M,N] = A[M,K] . B[K,N] + row_bias[M] (added to
  * every element of row i of C), row-major with leading dimensions (row strides, in elements)
  * lda >= K, ldb >= N, ldc >= N, so A, B and C may be column slices or row bands of larger matrices.

@@ -95,6 +95,9 @@ struct ds_cuda_lt *ds_cuda_ctx_lt(void);
 /* ops_linear.cu: through ds_cuda_linear (bf16/f16/f32; fp32 accumulation; f32 runs fp32 compute, no TF32). */
 ds_status ds_cuda_op_linear(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
                             ds_err *err);
+/* ops_linear.cu: one strided-batched cuBLASLt product for evenly spaced weights/biases/outputs, else n. */
+ds_status ds_cuda_op_linear_multi(ds_tensor *const *outs, const ds_tensor *x, const ds_tensor *const *ws,
+                                  const ds_tensor *const *bs, int n, ds_err *err);
 /* ops_linear.cu: bf16/f16 tanh form through the cuBLASLt GELU epilogue (one rounding); otherwise the linear
  * then ds_cuda_op_gelu in place. */
 ds_status ds_cuda_op_linear_gelu(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,

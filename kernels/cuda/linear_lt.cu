@@ -2,6 +2,8 @@
 //   ds_cuda_linear:         nn.Linear, out[M,N] = x[M,K] . w[N,K]^T + bias[N] (row-major, contiguous), bias
 //                           fused through the CUBLASLT_EPILOGUE_BIAS epilogue (ds_cuda_linear_act: + tanh
 //                           GELU, CUBLASLT_EPILOGUE_GELU_BIAS);
+//   ds_cuda_linear_batched: count linears of one input x with evenly spaced weights, biases and outputs (a
+//                           block's q, k, v) as one strided-batched product, x broadcast (batch stride 0);
 //   ds_cuda_gemm_rowmajor:  C[M,N] = A[M,K] . B[K,N] + bias[M] per row of C (row-major, any leading
 //                           dimensions; conv2d's W . im2col), bias pre-filled into C then beta = 1.
 // Types: f32 (fp32 compute, no TF32), bf16 and f16 (fp32 accumulation, one rounding at the end).
@@ -36,9 +38,10 @@
 
 // Everything the heuristic's choice depends on. Zero-filled before use (compared with memcmp).
 struct lt_key {
-    int32_t dtype, transa, transb, bias, beta_nonzero, act;
+    int32_t dtype, transa, transb, bias, beta_nonzero, act, batch;
     uint32_t al_a, al_b, al_d;
     int64_t m, n, k, lda, ldb, ldd;
+    int64_t stride_a, stride_b, stride_d, stride_bias;  // batch strides (0 when batch == 1)
 };
 
 struct lt_entry {
@@ -71,6 +74,8 @@ struct lt_problem {
     const void *bias;  // epilogue bias [m] or NULL
     ds_cuda_act act;   // activation in the epilogue (after the bias)
     float beta;        // 0 or 1
+    int batch;         // >= 1: strided batch of equal products (stride_* in elements; stride_b 0 broadcasts B)
+    int64_t stride_a, stride_b, stride_d, stride_bias;
 };
 
 // Largest power of two (<= 256) dividing the address: tells the heuristic how aligned the matrices
@@ -184,6 +189,19 @@ static ds_status lt_matmul(ds_cuda_lt *lt, const lt_problem *p, cudaStream_t str
     LT_CHECK(cublasLtMatrixLayoutInit(la, t, (uint64_t)(an ? p->m : p->k), (uint64_t)(an ? p->k : p->m), p->lda));
     LT_CHECK(cublasLtMatrixLayoutInit(lb, t, (uint64_t)(bn ? p->k : p->n), (uint64_t)(bn ? p->n : p->k), p->ldb));
     LT_CHECK(cublasLtMatrixLayoutInit(ld, t, (uint64_t)p->m, (uint64_t)p->n, p->ldd));
+    if (p->batch > 1) {
+        const int32_t bc = p->batch;
+        const cublasLtMatrixLayout_t lays[3] = {la, lb, ld};
+        const int64_t strides[3] = {p->stride_a, p->stride_b, p->stride_d};
+        for (int i = 0; i < 3; i++) {
+            LT_CHECK(cublasLtMatrixLayoutSetAttribute(lays[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+            LT_CHECK(cublasLtMatrixLayoutSetAttribute(lays[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &strides[i],
+                                                      sizeof strides[i]));
+        }
+        if (p->bias)
+            LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &p->stride_bias,
+                                                    sizeof p->stride_bias));
+    }
 
     lt_key key;
     memset(&key, 0, sizeof key);
@@ -193,6 +211,11 @@ static ds_status lt_matmul(ds_cuda_lt *lt, const lt_problem *p, cudaStream_t str
     key.bias = p->bias != NULL;
     key.beta_nonzero = p->beta != 0.0f;
     key.act = (int32_t)p->act;
+    key.batch = p->batch;
+    key.stride_a = p->stride_a;
+    key.stride_b = p->stride_b;
+    key.stride_d = p->stride_d;
+    key.stride_bias = p->stride_bias;
     key.al_a = ptr_alignment(p->a);
     key.al_b = ptr_alignment(p->b);
     key.al_d = ptr_alignment(p->d);
@@ -307,6 +330,53 @@ extern "C" ds_status ds_cuda_linear_act(ds_cuda_lt *lt, ds_dtype dtype, void *d_
     p.bias = d_bias;
     p.act = act;
     p.beta = 0.0f;
+    p.batch = 1;
+    p.stride_a = p.stride_b = p.stride_d = p.stride_bias = 0;
+    return lt_matmul(lt, &p, (cudaStream_t)stream, fn, err);
+}
+
+extern "C" ds_status ds_cuda_linear_batched(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const void *d_x,
+                                            const void *d_w, const void *d_bias, int64_t M, int64_t K, int64_t N,
+                                            int count, int64_t stride_w, int64_t stride_out, int64_t stride_bias,
+                                            void *stream, ds_err *err) {
+    static const char fn[] = "ds_cuda_linear_batched";
+    if (!lt) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: NULL cuBLASLt handle", fn);
+    if (M <= 0 || N <= 0 || K <= 0 || count < 1 || stride_w < N * K || stride_out < M * N ||
+        (d_bias && stride_bias < N))
+        return DS_FAIL(err, DS_ERR_INVALID_ARG,
+                       "%s: bad sizes M=%lld K=%lld N=%lld count=%d or strides w=%lld out=%lld bias=%lld", fn,
+                       (long long)M, (long long)K, (long long)N, count, (long long)stride_w, (long long)stride_out,
+                       (long long)stride_bias);
+    if (dtype != DS_F32 && dtype != DS_BF16 && dtype != DS_F16)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: bad dtype %d", fn, (int)dtype);
+    if (!d_out || !d_x || !d_w) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: NULL out, x or w", fn);
+    ds_status st = check_dtype_align(dtype, d_out, d_x, d_w, fn, err);
+    if (st != DS_OK) return st;
+    const int64_t es = dtype == DS_F32 ? 4 : 2;
+    if (d_bias && (ptr_alignment(d_bias) < 16 || (stride_bias * es) % 16 != 0))
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: every bias must be 16-byte aligned", fn);
+    // As ds_cuda_linear, batch i: A = w_i^T (K x N), B = x^T (the same for every i: stride 0), D = out_i^T.
+    lt_problem p;
+    p.dtype = dtype;
+    p.ta = CUBLAS_OP_T;
+    p.tb = CUBLAS_OP_N;
+    p.m = N;
+    p.n = M;
+    p.k = K;
+    p.a = d_w;
+    p.lda = K;
+    p.b = d_x;
+    p.ldb = K;
+    p.d = d_out;
+    p.ldd = N;
+    p.bias = d_bias;
+    p.act = DS_CUDA_ACT_NONE;
+    p.beta = 0.0f;
+    p.batch = count;
+    p.stride_a = stride_w;
+    p.stride_b = 0;
+    p.stride_d = stride_out;
+    p.stride_bias = d_bias ? stride_bias : 0;
     return lt_matmul(lt, &p, (cudaStream_t)stream, fn, err);
 }
 
@@ -384,5 +454,7 @@ extern "C" ds_status ds_cuda_gemm_rowmajor(ds_cuda_lt *lt, ds_dtype dtype, void 
     p.bias = NULL;
     p.act = DS_CUDA_ACT_NONE;
     p.beta = d_row_bias ? 1.0f : 0.0f;
+    p.batch = 1;
+    p.stride_a = p.stride_b = p.stride_d = p.stride_bias = 0;
     return lt_matmul(lt, &p, s, fn, err);
 }

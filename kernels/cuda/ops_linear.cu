@@ -15,10 +15,10 @@ __global__ void linear_empty_kernel(T *out, const T *bias, int64_t M, int64_t N)
         ds_st(out, e, bias ? ds_ld(bias, e % N) : 0.0f);
 }
 
-// The linear with an optional epilogue activation: argument checks, then cuBLASLt (K > 0) or the bias
-// fill (K == 0; then act must be NONE: callers apply the activation as a separate pass).
-static ds_status linear_run(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
-                            ds_cuda_act act, const char *op, ds_err *err) {
+// The ops.h contract of one linear: devices, dtypes, shapes, aliasing, the bias alignment. *M, *K, *N: the
+// product's sizes (x as [M, K], w [N, K]).
+static ds_status linear_check(const ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
+                              const char *op, int64_t *M_, int64_t *K_, int64_t *N_, ds_err *err) {
     DS_TRY(ds_cuda_check(x, -1, -1, op, "x", err));
     const int dt = (int)x->dtype;
     DS_TRY(ds_cuda_check(w, 2, dt, op, "weight", err));
@@ -46,6 +46,18 @@ static ds_status linear_run(ds_tensor *out, const ds_tensor *x, const ds_tensor 
         return DS_FAIL(err, DS_ERR_INVALID_ARG,
                        "%s: bias at %p is not 16-byte aligned (the cuBLASLt bias epilogue needs it; place biases in "
                        "an arena, whose tensors are 256-byte aligned)", op, bias->data);
+    *M_ = M;
+    *K_ = K;
+    *N_ = N;
+    return DS_OK;
+}
+
+// The linear with an optional epilogue activation: argument checks, then cuBLASLt (K > 0) or the bias
+// fill (K == 0; then act must be NONE: callers apply the activation as a separate pass).
+static ds_status linear_run(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, const ds_tensor *bias,
+                            ds_cuda_act act, const char *op, ds_err *err) {
+    int64_t M, K, N;
+    DS_TRY(linear_check(out, x, w, bias, op, &M, &K, &N, err));
     DS_CUDA_STREAM(stream);
     if (M == 0 || N == 0) return DS_OK;
     if (K == 0) {
@@ -80,4 +92,66 @@ extern "C" ds_status ds_cuda_op_linear_gelu(ds_tensor *out, const ds_tensor *x, 
     if (fused) return linear_run(out, x, w, bias, DS_CUDA_ACT_GELU_TANH, op, err);
     DS_TRY(linear_run(out, x, w, bias, DS_CUDA_ACT_NONE, op, err));
     return ds_cuda_op_gelu(out, out, kind, err);
+}
+
+// Evenly spaced: p[i] = p[0] + i * step for i < n, step a positive multiple of the element size and >= span
+// bytes (no overlap). *step_elems: the step in elements.
+static bool evenly_spaced(const void *const *p, int n, int64_t span, int64_t es, int64_t *step_elems) {
+    const int64_t step = (int64_t)((const char *)p[1] - (const char *)p[0]);
+    if (step < span || step % es != 0) return false;
+    for (int i = 2; i < n; i++)
+        if ((int64_t)((const char *)p[i] - (const char *)p[0]) != step * i) return false;
+    *step_elems = step / es;
+    return true;
+}
+
+// One strided-batched product when the weights, biases and outputs are evenly spaced (a block's q, k, v from
+// an arena); otherwise, or when cuBLASLt has no batched algorithm, n products.
+extern "C" ds_status ds_cuda_op_linear_multi(ds_tensor *const *outs, const ds_tensor *x, const ds_tensor *const *ws,
+                                             const ds_tensor *const *bs, int n, ds_err *err) {
+    static const char op[] = "linear_multi";
+    if (n < 1 || n > DS_LINEAR_MULTI_MAX || !outs || !ws)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: n = %d outside 1..%d, or NULL arrays", op, n, DS_LINEAR_MULTI_MAX);
+    const bool with_bias = bs && bs[0];
+    int64_t M = 0, K = 0, N = 0;
+    for (int i = 0; i < n; i++) {
+        const ds_tensor *b = bs ? bs[i] : NULL;
+        if ((b != NULL) != with_bias)
+            return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: either every linear has a bias or none", op);
+        int64_t m, k, nn;
+        DS_TRY(linear_check(outs[i], x, ws[i], b, op, &m, &k, &nn, err));
+        if (i > 0 && nn != N)
+            return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: weight %d has %lld outputs, weight 0 has %lld", op, i,
+                           (long long)nn, (long long)N);
+        M = m, K = k, N = nn;
+    }
+    const int64_t es = x->dtype == DS_F32 ? 4 : 2;
+    int64_t sw = 0, so = 0, sb = 0;
+    const void *pw[DS_LINEAR_MULTI_MAX], *po[DS_LINEAR_MULTI_MAX], *pb[DS_LINEAR_MULTI_MAX];
+    for (int i = 0; i < n; i++) {
+        pw[i] = ws[i]->data;
+        po[i] = outs[i]->data;
+        pb[i] = with_bias ? bs[i]->data : NULL;
+    }
+    const bool batched = n >= 2 && M > 0 && N > 0 && K > 0 && evenly_spaced(pw, n, N * K * es, es, &sw) &&
+                         evenly_spaced(po, n, M * N * es, es, &so) && (!with_bias || evenly_spaced(pb, n, N * es, es, &sb));
+    if (batched) {
+        DS_CUDA_STREAM(stream);
+        ds_cuda_lt *lt = ds_cuda_ctx_lt();
+        if (!lt) return DS_FAIL(err, DS_ERR_DEVICE, "%s: the bound context has no cuBLASLt handle", op);
+        ds_err e2;
+        ds_err_clear(&e2);
+        const ds_status st = ds_cuda_linear_batched(lt, x->dtype, outs[0]->data, x->data, ws[0]->data,
+                                                    with_bias ? bs[0]->data : NULL, M, K, N, n, sw, so, sb,
+                                                    (void *)stream, &e2);
+        if (st == DS_OK) return DS_OK;
+        if (st != DS_ERR_UNSUPPORTED) {  // a real failure, not "no batched algorithm"
+            if (err) *err = e2;
+            ds_err_prefix(err, "%s", op);
+            return st;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        DS_TRY(linear_run(outs[i], x, ws[i], with_bias ? bs[i] : NULL, DS_CUDA_ACT_NONE, op, err));
+    return DS_OK;
 }

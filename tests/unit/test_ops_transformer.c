@@ -147,6 +147,45 @@ Test(ops_linear_gelu, equals_linear_then_gelu) {
     ds_safetensors_close(st);
 }
 
+/* linear_multi is n linears of one input (its CUDA twin batches them): bit-identical to the n calls, with and
+ * without biases; mixed biases, unequal weights and n outside 1..4 are refused. */
+Test(ops_linear_multi, equals_the_linears) {
+    enum { M = 7, K = 5, N = 6 };
+    static float x[M * K], w[3][N * K], b[3][N], o[3][M * N], r[M * N];
+    for (int i = 0; i < M * K; i++) x[i] = (float)sin(0.3 * i);
+    for (int j = 0; j < 3; j++) {
+        for (int i = 0; i < N * K; i++) w[j][i] = (float)cos(0.7 * i + j);
+        for (int i = 0; i < N; i++) b[j][i] = 0.1f * (float)(i - j);
+    }
+    ds_tensor tx = ds_tensor_f32(x, 2, M, K), tw[3], tb[3], to[3];
+    for (int j = 0; j < 3; j++) {
+        tw[j] = ds_tensor_f32(w[j], 2, N, K);
+        tb[j] = ds_tensor_f32(b[j], 1, N);
+        to[j] = ds_tensor_f32(o[j], 2, M, N);
+    }
+    ds_tensor *outs[3] = {&to[0], &to[1], &to[2]};
+    const ds_tensor *ws[3] = {&tw[0], &tw[1], &tw[2]}, *bs[3] = {&tb[0], &tb[1], &tb[2]};
+    ds_err err;
+    ds_err_clear(&err);
+    for (int with_b = 0; with_b < 2; with_b++) {
+        memset(o, 0xff, sizeof o);
+        cr_assert_eq(ds_op_linear_multi(outs, &tx, ws, with_b ? bs : NULL, 3, &err), DS_OK, "%s", err.msg);
+        for (int j = 0; j < 3; j++) {
+            ds_tensor tr = ds_tensor_f32(r, 2, M, N);
+            cr_assert_eq(ds_op_linear(&tr, &tx, ws[j], with_b ? bs[j] : NULL, &err), DS_OK, "%s", err.msg);
+            cr_assert_eq(memcmp(r, o[j], sizeof r), 0, "output %d (bias %d) differs from ds_op_linear", j, with_b);
+        }
+    }
+    const ds_tensor *mixed[3] = {&tb[0], NULL, &tb[2]};
+    expect_fail(ds_op_linear_multi(outs, &tx, ws, mixed, 3, &err), &err, DS_ERR_INVALID_ARG, "mixed biases");
+    ds_tensor wsmall = ds_tensor_f32(w[1], 2, N - 1, K);
+    const ds_tensor *wbad[3] = {&tw[0], &wsmall, &tw[2]};
+    expect_fail(ds_op_linear_multi(outs, &tx, wbad, NULL, 3, &err), &err, DS_ERR_INVALID_ARG, "unequal weights");
+    expect_fail(ds_op_linear_multi(outs, &tx, ws, NULL, 0, &err), &err, DS_ERR_INVALID_ARG, "n = 0");
+    expect_fail(ds_op_linear_multi(outs, &tx, ws, NULL, DS_LINEAR_MULTI_MAX + 1, &err), &err, DS_ERR_INVALID_ARG,
+                "n too large");
+}
+
 /* ---- layernorm / rmsnorm --------------------------------------------------------------------- */
 
 Test(ops_layernorm, reference) {
