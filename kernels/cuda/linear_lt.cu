@@ -286,6 +286,31 @@ static ds_status check_dtype_align(ds_dtype dtype, const void *a, const void *b,
     return DS_OK;
 }
 
+// The column-major problem of out[M,N] = x[M,K] . w[N,K]^T + bias: A = w^T as stored (K x N, ld K, TRANSA = T),
+// B = x^T as stored (K x M, ld K), D = out^T (N x M, ld N); no activation, beta 0, no batch.
+static lt_problem linear_problem(ds_dtype dtype, void *d_out, const void *d_x, const void *d_w, const void *d_bias,
+                                 int64_t M, int64_t K, int64_t N) {
+    lt_problem p;
+    p.dtype = dtype;
+    p.ta = CUBLAS_OP_T;
+    p.tb = CUBLAS_OP_N;
+    p.m = N;
+    p.n = M;
+    p.k = K;
+    p.a = d_w;
+    p.lda = K;
+    p.b = d_x;
+    p.ldb = K;
+    p.d = d_out;
+    p.ldd = N;
+    p.bias = d_bias;
+    p.act = DS_CUDA_ACT_NONE;
+    p.beta = 0.0f;
+    p.batch = 1;
+    p.stride_a = p.stride_b = p.stride_d = p.stride_bias = 0;
+    return p;
+}
+
 extern "C" ds_status ds_cuda_linear(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const void *d_x, const void *d_w,
                                     const void *d_bias, int64_t M, int64_t K, int64_t N, void *stream,
                                     ds_err *err) {
@@ -313,25 +338,8 @@ extern "C" ds_status ds_cuda_linear_act(ds_cuda_lt *lt, ds_dtype dtype, void *d_
     if (d_bias && ptr_alignment(d_bias) < 16)
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: bias pointer %p is not 16-byte aligned", fn, d_bias);
 
-    // A = w^T as stored (K x N, ld K, TRANSA = T), B = x^T as stored (K x M, ld K), D = out^T (N x M, ld N).
-    lt_problem p;
-    p.dtype = dtype;
-    p.ta = CUBLAS_OP_T;
-    p.tb = CUBLAS_OP_N;
-    p.m = N;
-    p.n = M;
-    p.k = K;
-    p.a = d_w;
-    p.lda = K;
-    p.b = d_x;
-    p.ldb = K;
-    p.d = d_out;
-    p.ldd = N;
-    p.bias = d_bias;
+    lt_problem p = linear_problem(dtype, d_out, d_x, d_w, d_bias, M, K, N);
     p.act = act;
-    p.beta = 0.0f;
-    p.batch = 1;
-    p.stride_a = p.stride_b = p.stride_d = p.stride_bias = 0;
     return lt_matmul(lt, &p, (cudaStream_t)stream, fn, err);
 }
 
@@ -356,22 +364,7 @@ extern "C" ds_status ds_cuda_linear_batched(ds_cuda_lt *lt, ds_dtype dtype, void
     if (d_bias && (ptr_alignment(d_bias) < 16 || (stride_bias * es) % 16 != 0))
         return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: every bias must be 16-byte aligned", fn);
     // As ds_cuda_linear, batch i: A = w_i^T (K x N), B = x^T (the same for every i: stride 0), D = out_i^T.
-    lt_problem p;
-    p.dtype = dtype;
-    p.ta = CUBLAS_OP_T;
-    p.tb = CUBLAS_OP_N;
-    p.m = N;
-    p.n = M;
-    p.k = K;
-    p.a = d_w;
-    p.lda = K;
-    p.b = d_x;
-    p.ldb = K;
-    p.d = d_out;
-    p.ldd = N;
-    p.bias = d_bias;
-    p.act = DS_CUDA_ACT_NONE;
-    p.beta = 0.0f;
+    lt_problem p = linear_problem(dtype, d_out, d_x, d_w, d_bias, M, K, N);
     p.batch = count;
     p.stride_a = stride_w;
     p.stride_b = 0;
