@@ -29,7 +29,8 @@ ds_status ds_op_linear(ds_tensor *out, const ds_tensor *x, const ds_tensor *w, c
  * for i < n. bs NULL (or every bs[i] NULL): no biases; otherwise every linear has one. All ws the same shape;
  * shapes, aliasing and errors per linear as ds_op_linear. The CPU runs n ds_op_linear calls (bit-identical to
  * them); the CUDA twin runs one strided-batched product when weights, biases and outputs are each evenly spaced
- * in memory (consecutive arena tensors of one size, as the loaders lay out q, k, v), else n products. */
+ * in memory (consecutive arena tensors of one size, as the loaders lay out q, k, v), else (or when cuBLASLt
+ * refuses the batch) n products. */
 #define DS_LINEAR_MULTI_MAX 4
 ds_status ds_op_linear_multi(ds_tensor *const *outs, const ds_tensor *x, const ds_tensor *const *ws,
                              const ds_tensor *const *bs, int n, ds_err *err);

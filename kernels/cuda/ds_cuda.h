@@ -119,7 +119,8 @@ ds_status ds_cuda_linear_act(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const 
  * out + i*stride_out [M,N] = x[M,K] . (w + i*stride_w)[N,K]^T + (bias + i*stride_bias)[N] (strides in elements;
  * bias NULL: none for any i). Types, arithmetic and alignment rules as ds_cuda_linear (each bias 16-byte aligned).
  * Errors as ds_cuda_linear; M, N, K must be positive and the strides at least one matrix (no overlap);
- * DS_ERR_UNSUPPORTED when cuBLASLt has no algorithm for the batch (callers may then run count products). */
+ * DS_ERR_UNSUPPORTED when cuBLASLt has no algorithm for the batch, DS_ERR_DEVICE with the cuBLAS status when it
+ * refuses it otherwise (callers may then run count products: ds_cuda_op_linear_multi does). */
 ds_status ds_cuda_linear_batched(ds_cuda_lt *lt, ds_dtype dtype, void *d_out, const void *d_x, const void *d_w,
                                  const void *d_bias, int64_t M, int64_t K, int64_t N, int count, int64_t stride_w,
                                  int64_t stride_out, int64_t stride_bias, void *stream, ds_err *err);

@@ -6,6 +6,7 @@
 // 256-byte aligned arena, and any other bias pointer is refused with DS_ERR_INVALID_ARG before launch.
 #include "cuda_util.cuh"
 #include "ds_cuda.h"
+#include "log.h"
 
 // K == 0 (an empty sum): out[i, j] = bias[j] (or 0). out [M, N], bias [N] or NULL.
 template <typename T>
@@ -106,7 +107,7 @@ static bool evenly_spaced(const void *const *p, int n, int64_t span, int64_t es,
 }
 
 // One strided-batched product when the weights, biases and outputs are evenly spaced (a block's q, k, v from
-// an arena); otherwise, or when cuBLASLt has no batched algorithm, n products.
+// an arena); otherwise, or when cuBLASLt refuses the batch (logged once), n products.
 extern "C" ds_status ds_cuda_op_linear_multi(ds_tensor *const *outs, const ds_tensor *x, const ds_tensor *const *ws,
                                              const ds_tensor *const *bs, int n, ds_err *err) {
     static const char op[] = "linear_multi";
@@ -145,10 +146,12 @@ extern "C" ds_status ds_cuda_op_linear_multi(ds_tensor *const *outs, const ds_te
                                                     with_bias ? bs[0]->data : NULL, M, K, N, n, sw, so, sb,
                                                     (void *)stream, &e2);
         if (st == DS_OK) return DS_OK;
-        if (st != DS_ERR_UNSUPPORTED) {  // a real failure, not "no batched algorithm"
-            if (err) *err = e2;
-            ds_err_prefix(err, "%s", op);
-            return st;
+        // cuBLASLt refused the batch (no algorithm, or a status such as NOT_SUPPORTED for the broadcast input):
+        // the per-linear path below gives the same result; a broken device fails there too and is reported.
+        static int warned = 0;
+        if (!warned) {
+            warned = 1;
+            DS_LOGW("cuda", "%s: batched product refused, running %d products: %s", op, n, e2.msg);
         }
     }
     for (int i = 0; i < n; i++)
