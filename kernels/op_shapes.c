@@ -76,3 +76,19 @@ ds_status ds_shape_rope(const ds_tensor *x, const ds_tensor *cos_t, const ds_ten
     }
     return DS_OK;
 }
+
+ds_status ds_shape_timestep_embedding(const ds_tensor *out, const ds_tensor *t, float downscale_freq_shift,
+                                      float max_period, const char *op, int64_t *half, float *denom, ds_err *err) {
+    const int64_t B = t->shape[0], C = out->shape[1];
+    if (out->shape[0] != B)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out has %lld rows but t has %lld timesteps", op,
+                       (long long)out->shape[0], (long long)B);
+    if (C < 2) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: embedding width C = %lld < 2", op, (long long)C);
+    if (!(max_period > 0)) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: max_period %g <= 0", op, (double)max_period);
+    *half = C / 2;
+    *denom = (float)((double)*half - (double)downscale_freq_shift);
+    if (*denom == 0.0f)
+        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: half width %lld equals downscale_freq_shift %g", op,
+                       (long long)*half, (double)downscale_freq_shift);
+    return DS_OK;
+}

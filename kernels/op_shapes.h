@@ -35,6 +35,12 @@ ds_status ds_shape_patch(const ds_tensor *img, const ds_tensor *tok, int64_t p, 
 ds_status ds_shape_rope(const ds_tensor *x, const ds_tensor *cos_t, const ds_tensor *sin_t, const char *op,
                         ds_err *err);
 
+/* Timestep embedding: t [B], out [B, C] (ranks already checked), C >= 2, max_period > 0, half = C / 2 !=
+ * downscale_freq_shift; else DS_ERR_INVALID_ARG. On success *half and *denom (= f32(half - shift)), the
+ * formula's constants, for the caller. */
+ds_status ds_shape_timestep_embedding(const ds_tensor *out, const ds_tensor *t, float downscale_freq_shift,
+                                      float max_period, const char *op, int64_t *half, float *denom, ds_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -126,17 +126,9 @@ extern "C" ds_status ds_cuda_op_timestep_embedding(ds_tensor *out, const ds_tens
     DS_TRY(ds_cuda_check(t, 1, DS_F32, op, "t", err));
     DS_TRY(ds_cuda_check(out, 2, -1, op, "out", err));
     const int64_t B = t->shape[0], C = out->shape[1];
-    if (out->shape[0] != B)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: out has %lld rows but t has %lld timesteps", op,
-                       (long long)out->shape[0], (long long)B);
-    if (C < 2) return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: embedding width C = %lld < 2", op, (long long)C);
-    if (!(max_period > 0))
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: max_period %g <= 0", op, (double)max_period);
-    const int64_t half = C / 2;
-    const float denom = (float)((double)half - (double)downscale_freq_shift);
-    if (denom == 0.0f)
-        return DS_FAIL(err, DS_ERR_INVALID_ARG, "%s: half width %lld equals downscale_freq_shift %g", op,
-                       (long long)half, (double)downscale_freq_shift);
+    int64_t half;
+    float denom;
+    DS_TRY(ds_shape_timestep_embedding(out, t, downscale_freq_shift, max_period, op, &half, &denom, err));
     const float neg_log_p = (float)(-log((double)max_period));
     DS_CUDA_STREAM(stream);
     const int64_t total = B * C;
